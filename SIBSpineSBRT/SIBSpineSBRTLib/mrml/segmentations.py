@@ -1,0 +1,196 @@
+"""Segmentation nodes to and from Masks: read source segments on a chosen grid, write derived ones.
+
+Source segments are never modified. Derived segments carry the tag ``SIBSpineSBRT.Derived`` so that a
+later run may replace them, and never a segment the user drew.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..geometry.grid import ImageGeometry
+from ..geometry.masks import Mask
+from .volumes import _matrix4, _numpy4, vtk_image_from_array
+
+REFERENCE_GEOMETRY_PARAMETER = "Reference image geometry"
+DERIVED_TAG = "SIBSpineSBRT.Derived"
+RECIPE_TAG = "SIBSpineSBRT.Recipe"
+
+
+class SegmentationError(ValueError):
+    """A segmentation that cannot be used as it is (no such segment, no geometry, name clash...)."""
+
+
+def oriented_image(array: np.ndarray, geometry: ImageGeometry):
+    """A ``vtkOrientedImageData`` (Slicer's labelmap type) holding ``array`` on ``geometry``."""
+    import slicer
+
+    img = slicer.vtkOrientedImageData()
+    img.ShallowCopy(vtk_image_from_array(array))
+    img.SetImageToWorldMatrix(_matrix4(geometry.ijk_to_ras))
+    return img
+
+
+def geometry_from_oriented_image(img) -> ImageGeometry:
+    """Geometry of a ``vtkOrientedImageData``, whose extent need not start at 0."""
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    m = vtkMatrix4x4()
+    img.GetImageToWorldMatrix(m)
+    e = img.GetExtent()
+    shape = (e[5] - e[4] + 1, e[3] - e[2] + 1, e[1] - e[0] + 1)
+    m4 = _numpy4(m)
+    m4[:3, 3] = m4[:3, :3] @ np.array([e[0], e[2], e[4]], float) + m4[:3, 3]
+    return ImageGeometry.from_ijk_to_ras(m4, shape)
+
+
+def new_segmentation(scene, name: str, reference: ImageGeometry):
+    """Add an empty segmentation node whose reference geometry (the grid segments are exported on) is
+    ``reference``, typically the planning CT."""
+    import slicer
+
+    node = slicer.vtkMRMLSegmentationNode()
+    node.SetName(name)
+    scene.AddNode(node)
+    node.CreateDefaultDisplayNodes()
+    set_reference_geometry(node, reference)
+    return node
+
+
+def set_reference_geometry(node, reference: ImageGeometry) -> None:
+    import slicer
+
+    empty = oriented_image(np.zeros(reference.shape, np.uint8), reference)
+    node.GetSegmentation().SetConversionParameter(
+        REFERENCE_GEOMETRY_PARAMETER, slicer.vtkSegmentationConverter.SerializeImageGeometry(empty)
+    )
+
+
+def reference_geometry(node) -> ImageGeometry:
+    """The segmentation's reference geometry: the grid its segments are analysed and derived on."""
+    import slicer
+
+    text = node.GetSegmentation().GetConversionParameter(REFERENCE_GEOMETRY_PARAMETER)
+    if not text:
+        raise SegmentationError(
+            f"Segmentation {node.GetName()} has no reference geometry. Set it from the planning CT (Segmentations "
+            "module: Specify geometry), or pass the CT so its grid is used."
+        )
+    img = slicer.vtkOrientedImageData()
+    slicer.vtkSegmentationConverter.DeserializeImageGeometry(text, img, False)
+    return geometry_from_oriented_image(img)
+
+
+def segment_names(node) -> List[Tuple[str, str]]:
+    """(segment ID, segment name) of every segment, in order."""
+    seg = node.GetSegmentation()
+    ids = [seg.GetNthSegmentID(n) for n in range(seg.GetNumberOfSegments())]
+    return [(sid, seg.GetSegment(sid).GetName()) for sid in ids]
+
+
+def segment_tag(node, segment_id: str, tag: str) -> Optional[str]:
+    from vtkmodules.vtkCommonCore import reference
+
+    value = reference("")
+    segment = node.GetSegmentation().GetSegment(segment_id)
+    if segment is None or not segment.GetTag(tag, value):
+        return None
+    return str(value)
+
+
+def segment_mask(node, segment_id: str, geometry: Optional[ImageGeometry] = None) -> Mask:
+    """The segment as a Mask on ``geometry`` (default: the segmentation's reference geometry),
+    resampled by nearest neighbour when the grids differ. Parent transforms are not applied."""
+    import slicer
+
+    segment = node.GetSegmentation().GetSegment(segment_id)
+    if segment is None:
+        raise SegmentationError(f"Segmentation {node.GetName()} has no segment with ID {segment_id}.")
+    name = segment.GetName()
+    geometry = geometry or reference_geometry(node)
+    source = node.GetSegmentation().GetSourceRepresentationName()
+    if source != slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName():
+        if not node.GetSegmentation().ContainsRepresentation(
+            slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
+        ):
+            raise SegmentationError(
+                f"Segment {name} is stored as '{source}' and has no binary labelmap yet; create the binary "
+                "labelmap representation first (Segmentations module: Representations)."
+            )
+    labelmap = slicer.vtkOrientedImageData()
+    if not slicer.vtkSlicerSegmentationsModuleLogic.GetSegmentBinaryLabelmapRepresentation(node, segment_id, labelmap):
+        raise SegmentationError(f"Segment {name} of {node.GetName()} could not be read as a binary labelmap.")
+    if labelmap.GetPointData().GetScalars() is None or labelmap.IsEmpty():
+        return Mask(np.zeros(geometry.shape, bool), geometry, name)
+    reference = oriented_image(np.zeros(geometry.shape, np.uint8), geometry)
+    resampled = slicer.vtkOrientedImageData()
+    if not slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(
+        labelmap, reference, resampled, False, True
+    ):
+        raise SegmentationError(f"Segment {name} could not be resampled onto {geometry.describe()}.")
+    from vtkmodules.util import numpy_support as nps
+
+    got = geometry_from_oriented_image(resampled)
+    values = nps.vtk_to_numpy(resampled.GetPointData().GetScalars()).reshape(got.shape)
+    if got.shape != geometry.shape:
+        raise SegmentationError(f"Segment {name}: resampling gave grid {got.shape}, expected {geometry.shape}.")
+    # Segments may share one labelmap layer, each with its own label value.
+    return Mask(values == segment.GetLabelValue(), geometry, name)
+
+
+def read_segments(
+    node, names: Optional[Sequence[str]] = None, geometry: Optional[ImageGeometry] = None
+) -> Dict[str, Mask]:
+    """Masks of the named segments (all when ``names`` is None), keyed by segment name."""
+    out = {}
+    wanted = None if names is None else set(names)
+    for sid, name in segment_names(node):
+        if wanted is None or name in wanted:
+            out[name] = segment_mask(node, sid, geometry)
+    return out
+
+
+def write_derived_segment(node, mask: Mask, name: str, color: Sequence[float], recipe: str = "") -> str:
+    """Write ``mask`` as the derived segment ``name``: a new segment, or the replacement of a segment this
+    library derived before. A user's own segment of the same name is never overwritten."""
+    import slicer
+
+    seg = node.GetSegmentation()
+    sid = seg.GetSegmentIdBySegmentName(name)
+    if sid:
+        if segment_tag(node, sid, DERIVED_TAG) != "1":
+            raise SegmentationError(
+                f"Segmentation {node.GetName()} already has a segment named {name} that this software did not "
+                f"derive; it is left untouched. Rename it (e.g. {name}_TPS) to let the derived {name} be written."
+            )
+    else:
+        sid = seg.AddEmptySegment(name, name, [float(c) for c in color])
+    segment = seg.GetSegment(sid)
+    segment.SetColor(*[float(c) for c in color])
+    segment.SetTag(DERIVED_TAG, "1")
+    if recipe:
+        if any(ch in recipe for ch in "|:"):
+            raise ValueError("Recipe text must not contain '|' or ':' (segment tag separators in .seg.nrrd).")
+        segment.SetTag(RECIPE_TAG, recipe)
+    image = oriented_image(mask.array.astype(np.uint8), mask.geometry)
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    if not logic.SetBinaryLabelmapToSegment(image, node, sid, logic.MODE_REPLACE):
+        raise SegmentationError(f"Could not write derived segment {name} into {node.GetName()}.")
+    return sid
+
+
+def add_source_segment(node, mask: Mask, name: str, color: Sequence[float]) -> str:
+    """Add a new (non-derived) segment, e.g. when building a case from arrays or files."""
+    import slicer
+
+    seg = node.GetSegmentation()
+    if seg.GetSegmentIdBySegmentName(name):
+        raise SegmentationError(f"Segmentation {node.GetName()} already has a segment named {name}.")
+    sid = seg.AddEmptySegment(name, name, [float(c) for c in color])
+    image = oriented_image(mask.array.astype(np.uint8), mask.geometry)
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    if not logic.SetBinaryLabelmapToSegment(image, node, sid, logic.MODE_REPLACE):
+        raise SegmentationError(f"Could not write segment {name} into {node.GetName()}.")
+    return sid

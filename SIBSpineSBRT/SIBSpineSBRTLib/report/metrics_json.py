@@ -1,0 +1,71 @@
+"""``metrics.json``: the machine-readable review result that scripts and later runs rely on.
+
+Schema (format "sibspine-metrics/1")::
+
+    {"format": "sibspine-metrics/1", "case": str, "level": "T8", "protocol": str, "verdict": "pass"|"fail"|"incomplete",
+     "rows": [{"structure": "GTV", "metric": "D50%", "value": 43.1 | null, "unit": "Gy",
+               "optimal": str | null, "mandatory": str | null,
+               "status": "optimal"|"acceptable"|"fail"|"not_evaluable", "message": str}],
+     "volumes": {"PTV": {"volume_cc": float, "recipe": str}, ...},
+     "messages": [str], "software": {"name": "SIBSpineSBRT", "version": str}}
+
+"acceptable" means the mandatory limit is met but the optimal one is not. Values are rounded to 1e-4 of
+their unit. Nothing time- or machine-dependent is written, so the same case gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict
+
+from .. import __version__
+from ..review.pipeline import ReviewResult
+
+FORMAT = "sibspine-metrics/1"
+
+
+def _round(v):
+    return None if v is None else round(float(v), 4)
+
+
+def metrics_dict(result: ReviewResult) -> Dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "case": result.case,
+        "level": result.level,
+        "protocol": result.protocol.id,
+        "prescription": {
+            "dose_gy": result.protocol.prescription_gy,
+            "fractions": result.protocol.fractions,
+            "structure": result.protocol.prescription_structure,
+            "metric": result.protocol.prescription_metric,
+        },
+        "verdict": result.verdict,
+        "rows": [
+            {
+                "structure": r.structure,
+                "metric": r.metric,
+                "value": _round(r.value),
+                "unit": r.unit,
+                "optimal": r.optimal_text,
+                "mandatory": r.mandatory_text,
+                "status": r.status,
+                "message": r.message,
+            }
+            for r in result.rows
+        ],
+        "volumes": {
+            name: {"volume_cc": _round(v.mask.volume_cc), "recipe": v.recipe}
+            for name, v in sorted(result.volumes.items())
+        },
+        "messages": list(result.messages),
+        "software": {"name": "SIBSpineSBRT", "version": __version__},
+    }
+
+
+def write_metrics_json(result: ReviewResult, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics_dict(result), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,54 @@
+"""The pass/fail table as plain text for terminals and logs."""
+
+from __future__ import annotations
+
+from typing import List
+
+from ..protocol import evaluate as ev
+from ..review.pipeline import ReviewResult
+
+STATUS_LABEL = {
+    ev.OPTIMAL: "OPTIMAL",
+    ev.ACCEPTABLE: "ACCEPTABLE",
+    ev.FAIL: "FAIL",
+    ev.NOT_EVALUABLE: "NOT EVALUABLE",
+}
+_COLOR = {ev.OPTIMAL: "32", ev.ACCEPTABLE: "33", ev.FAIL: "31", ev.NOT_EVALUABLE: "90"}
+
+
+def format_table(result: ReviewResult, color: bool = False) -> str:
+    header = ["Structure", "Metric", "Value", "Optimal", "Mandatory", "Status"]
+    body: List[List[str]] = []
+    for r in result.rows:
+        value = "-" if r.value is None else f"{r.value:.2f} {r.unit}"
+        body.append(
+            [r.structure, r.metric, value, r.optimal_text or "-", r.mandatory_text or "-", STATUS_LABEL[r.status]]
+        )
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+
+    def line(cells, status=None):
+        text = "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+        if color and status:
+            head, tail = text[: -len(cells[-1])], cells[-1]
+            return f"{head}\033[{_COLOR[status]}m{tail}\033[0m"
+        return text
+
+    out = [
+        f"Case {result.case}, level {result.level}, protocol {result.protocol.id} "
+        f"({result.protocol.prescription_gy:g} Gy in {result.protocol.fractions} fractions to "
+        f"{result.protocol.prescription_structure} {result.protocol.prescription_metric})",
+        "",
+        line(header),
+        line(["-" * w for w in widths]),
+    ]
+    out += [line(cells, r.status) for cells, r in zip(body, result.rows)]
+    counts = {s: sum(r.status == s for r in result.rows) for s in STATUS_LABEL}
+    out += [
+        "",
+        f"Verdict: {result.verdict.upper()}  ("
+        + ", ".join(f"{n} {STATUS_LABEL[s].lower()}" for s, n in counts.items() if n)
+        + ")",
+    ]
+    if result.messages:
+        out += ["", *[f"- {m}" for m in result.messages]]
+    return "\n".join(out)

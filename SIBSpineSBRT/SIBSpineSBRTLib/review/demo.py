@@ -1,0 +1,60 @@
+"""The demo review, shared by ``sibspine demo``, the pytest suite and the Slicer module's self-test."""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Optional, Tuple
+
+from ..mrml.case import CaseNodes, add_case_nodes, case_input_from_nodes, store_review
+from ..phantoms.demo import build_demo_case
+from ..protocol.model import Protocol, load_protocol
+from .pipeline import ReviewResult, review_case
+
+
+class DemoError(ValueError):
+    """A request the demo case cannot satisfy."""
+
+
+def run_demo_review(
+    scene,
+    protocol: Optional[Protocol] = None,
+    drop_segments: Iterable[str] = (),
+    role_overrides: Optional[Mapping[str, str]] = None,
+) -> Tuple[ReviewResult, CaseNodes]:
+    """Build the synthetic T8 case in ``scene``, review it and store the results back in the scene."""
+    protocol = protocol or load_protocol()
+    case = build_demo_case()
+    for name in drop_segments:
+        if name not in case.segments:
+            raise DemoError(f"The demo case has no segment {name} ({', '.join(case.segments)}).")
+        del case.segments[name]
+    nodes = add_case_nodes(scene, case)
+    data = case_input_from_nodes(scene, nodes.segmentation, nodes.dose, case.level, case.name)
+    result = review_case(data, protocol, role_overrides)
+    store_review(scene, nodes.segmentation, result)
+    return result, nodes
+
+
+def demo_result_problems(result: ReviewResult, protocol: Protocol) -> list:
+    """Checks shared by the pytest suite and the Slicer self-test; returns the problems found (none: OK).
+
+    The truths are independent of the engines: the protocol's Table 1 rows, the normalisation the
+    phantom applies (PTV_Eval D90% = 30 Gy) and the statuses implied by each value and its limits.
+    """
+    from ..protocol.evaluate import judge
+
+    problems = []
+    required = [(c.structure, c.metric) for c in protocol.required_constraints]
+    got = [(r.structure, r.metric) for r in result.rows]
+    if got[: len(required)] != required:
+        problems.append(f"Table 1 rows missing or out of order: {got}")
+    for r in result.rows:
+        if r.value is None:
+            problems.append(f"{r.structure} {r.metric} has no value: {r.message}")
+        elif judge(r.constraint, r.value) != r.status:
+            problems.append(f"{r.structure} {r.metric} = {r.value} has status {r.status}")
+    d90 = next((r.value for r in result.rows if (r.structure, r.metric) == ("PTV_Eval", "D90%")), None)
+    if d90 is None or abs(d90 - 30.0) > 0.01:
+        problems.append(f"PTV_Eval D90% should be 30 Gy after normalisation; got {d90}")
+    if result.verdict != "pass":
+        problems.append(f"the demo plan should pass; verdict {result.verdict}")
+    return problems

@@ -1,0 +1,108 @@
+"""The protocol's planning volumes, by vertebral level: PTV, PTV_Eval and SpinalCord_PRV02.
+
+* PTV = CTV expanded by the protocol's PTV margins (2 mm axial, 5 mm SI in the seed protocol);
+* PTV_Eval = PTV minus the spinal canal (C1-L5) or minus the sacral canal and sacral foramina (S1-S5);
+* SpinalCord_PRV02 = spinal cord expanded by the PRV margin (2 mm);
+* from the protocol's thecal-sac level (L2) down, the thecal sac is the organ at risk without margin: a
+  missing ThecalSac segment there is warned about.
+
+Each volume records its recipe (sources, margins, level, software version). A volume whose sources are
+missing is not built; the reason names the missing structure.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Dict, Mapping, Optional, Tuple
+
+from .. import __version__
+from ..geometry.margins import Margins, expand
+from ..geometry.masks import Mask, union_all
+from ..protocol.model import Protocol, is_sacral, level_index, normalise_level
+from ..warnings import ProtocolWarning
+
+PTV, PTV_EVAL, PRV = "PTV", "PTV_Eval", "SpinalCord_PRV02"
+
+
+@dataclass(frozen=True)
+class PlanningVolume:
+    name: str
+    mask: Mask
+    recipe: str  # human-readable, free of ':' and '|' so it can be a segment tag
+    sources: Tuple[str, ...]
+
+
+def ptv_eval_exclusions(level: str) -> Tuple[str, ...]:
+    """Structures subtracted from the PTV to make PTV_Eval at this level."""
+    return ("SacralCanal", "SacralForamina") if is_sacral(level) else ("SpinalCanal",)
+
+
+def volume_sources(level: str) -> Dict[str, Tuple[str, ...]]:
+    """The source structures each planning volume is built from at this level."""
+    return {PTV: ("CTV",), PTV_EVAL: ("CTV", *ptv_eval_exclusions(level)), PRV: ("SpinalCord",)}
+
+
+def thecal_sac_is_oar(protocol: Protocol, level: str) -> bool:
+    return level_index(level) >= level_index(protocol.planning.thecal_sac_from_level)
+
+
+def build_planning_volumes(
+    protocol: Protocol,
+    masks: Mapping[str, Mask],
+    level: str,
+    ptv_margins: Optional[Margins] = None,
+    prv_margin_mm: Optional[float] = None,
+) -> Tuple[Dict[str, PlanningVolume], Dict[str, str]]:
+    """Build the planning volumes from ``masks`` (protocol role -> mask, on one grid).
+
+    Returns the volumes built and, for each volume not built, the reason.
+    """
+    level = normalise_level(level)
+    ptv_margins = ptv_margins or Margins(*protocol.planning.ptv_margins_mm)
+    prv_margin = protocol.planning.prv_margin_mm if prv_margin_mm is None else float(prv_margin_mm)
+    if prv_margin < 0:
+        raise ValueError(f"PRV margin must be >= 0 mm; got {prv_margin}.")
+    tag = f"level {level}; SIBSpineSBRT {__version__}"
+    built: Dict[str, PlanningVolume] = {}
+    problems: Dict[str, str] = {}
+
+    ctv = masks.get("CTV")
+    if ctv is None or ctv.is_empty:
+        problems[PTV] = "PTV needs a CTV segment" + (" (the CTV segment is empty)." if ctv is not None else ".")
+    else:
+        ptv = expand(ctv, ptv_margins, PTV)
+        built[PTV] = PlanningVolume(PTV, ptv, f"PTV = CTV + {ptv_margins.describe()} (exact margin); {tag}", ("CTV",))
+
+    exclusions = ptv_eval_exclusions(level)
+    missing = [e for e in exclusions if masks.get(e) is None]
+    if PTV not in built:
+        problems[PTV_EVAL] = f"PTV_Eval needs the PTV, which was not built: {problems[PTV]}"
+    elif missing:
+        problems[PTV_EVAL] = (
+            f"PTV_Eval at {level} is PTV minus {' and '.join(exclusions)}; missing segment: {', '.join(missing)}."
+        )
+    else:
+        cut = union_all([masks[e] for e in exclusions])
+        ptv_eval = built[PTV].mask.subtract(cut, PTV_EVAL)
+        built[PTV_EVAL] = PlanningVolume(
+            PTV_EVAL, ptv_eval, f"PTV_Eval = PTV minus {' and '.join(exclusions)}; {tag}", (PTV, *exclusions)
+        )
+
+    cord = masks.get("SpinalCord")
+    if cord is None or cord.is_empty:
+        problems[PRV] = "SpinalCord_PRV02 needs a SpinalCord segment" + (" (it is empty)." if cord is not None else ".")
+    else:
+        prv = expand(cord, Margins.isotropic(prv_margin), PRV)
+        built[PRV] = PlanningVolume(
+            PRV, prv, f"SpinalCord_PRV02 = SpinalCord + {prv_margin:g} mm (exact margin); {tag}", ("SpinalCord",)
+        )
+
+    if thecal_sac_is_oar(protocol, level) and masks.get("ThecalSac") is None:
+        warnings.warn(
+            f"Level {level} is at or below {protocol.planning.thecal_sac_from_level}: the protocol uses the thecal sac "
+            "(cauda equina and nerve roots, no margin) as the organ at risk, but there is no ThecalSac segment.",
+            ProtocolWarning,
+            stacklevel=2,
+        )
+    return built, problems

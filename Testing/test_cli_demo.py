@@ -1,0 +1,184 @@
+"""The README's first command end to end: ``sibspine demo`` and ``sibspine review`` as a user runs them."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.mrml
+
+STATUSES = {"optimal", "acceptable", "fail", "not_evaluable"}
+
+
+def run(*args, cwd=REPO):
+    exe = Path(sys.executable).with_name("sibspine")
+    return subprocess.run([str(exe), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def check_schema(doc):
+    assert doc["format"] == "sibspine-metrics/1"
+    assert isinstance(doc["case"], str) and doc["level"] == "T8" and doc["protocol"] == "mitsuyoshi2025"
+    assert doc["verdict"] in ("pass", "fail", "incomplete")
+    for row in doc["rows"]:
+        assert set(row) >= {"structure", "metric", "value", "unit", "optimal", "mandatory", "status"}
+        assert row["status"] in STATUSES
+        assert row["value"] is None or isinstance(row["value"], float)
+        assert row["optimal"] is None or isinstance(row["optimal"], str)
+        assert row["mandatory"] is None or isinstance(row["mandatory"], str)
+        assert row["unit"] in ("Gy", "cc", "%")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    proc = run("demo", "--out", out)
+    return proc, out
+
+
+def test_demo_prints_table_1_and_passes(demo_run, protocol):
+    proc, out = demo_run
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    for c in protocol.required_constraints:
+        assert any(line.split()[:2] == [c.structure, c.metric] for line in lines), (c.structure, c.metric)
+    assert "Verdict: PASS" in proc.stdout
+    assert "Info:" not in proc.stdout + proc.stderr  # no VTK noise in a clinical printout
+
+
+def test_demo_metrics_json(demo_run, protocol):
+    from SIBSpineSBRTLib.protocol.evaluate import judge
+
+    _, out = demo_run
+    doc = json.loads((out / "metrics.json").read_text())
+    check_schema(doc)
+    assert doc["verdict"] == "pass"
+    rows = doc["rows"]
+    assert [(r["structure"], r["metric"]) for r in rows[:9]] == [
+        (c.structure, c.metric) for c in protocol.required_constraints
+    ]
+    for r, c in zip(rows, protocol.constraints):
+        assert judge(c, r["value"]) == r["status"]
+    d90 = rows[1]
+    assert d90["value"] == pytest.approx(30.0, abs=0.01)
+    assert set(doc["volumes"]) == {"PTV", "PTV_Eval", "SpinalCord_PRV02"}
+    assert "CTV" in doc["volumes"]["PTV"]["recipe"]
+
+
+def test_demo_scene_reopens_with_derived_segments_and_results(demo_run):
+    from SIBSpineSBRTLib.mrml import segmentations as segs
+    from SIBSpineSBRTLib.mrml.results import RESULTS_TABLE_NAME, read_results_table
+    from SIBSpineSBRTLib.mrml.scene import new_scene
+    from SIBSpineSBRTLib.mrml.storage import load_scene_mrb
+
+    _, out = demo_run
+    ctx = new_scene()
+    load_scene_mrb(ctx, out / "review.mrb")
+    seg = ctx.scene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
+    names = [n for _, n in segs.segment_names(seg)]
+    assert {"GTV", "CTV", "SpinalCord", "ThecalSac", "SpinalCanal", "PTV", "PTV_Eval", "SpinalCord_PRV02"} <= set(names)
+    table = ctx.scene.GetFirstNodeByName(RESULTS_TABLE_NAME)
+    rows = read_results_table(table)
+    doc = json.loads((out / "metrics.json").read_text())
+    assert [(r["structure"], r["metric"], r["status"]) for r in rows] == [
+        (r["structure"], r["metric"], r["status"]) for r in doc["rows"]
+    ]
+    assert table.GetAttribute("SIBSpineSBRT.Verdict") == "pass"
+    dose = ctx.scene.GetFirstNodeByName("Dose")
+    from SIBSpineSBRTLib.mrml.volumes import dose_unit
+
+    assert dose.GetAttribute("DicomRtImport.DoseVolume") == "1" and dose_unit(ctx.scene, dose) == "GY"
+
+
+def test_demo_is_deterministic(demo_run, tmp_path):
+    _, out = demo_run
+    proc = run("demo", "--out", tmp_path)
+    assert proc.returncode == 0
+    assert (tmp_path / "metrics.json").read_bytes() == (out / "metrics.json").read_bytes()
+
+
+def test_missing_cord_is_incomplete_with_exit_2(tmp_path):
+    proc = run("demo", "--out", tmp_path, "--drop-segment", "SpinalCord")
+    assert proc.returncode == 2
+    doc = json.loads((tmp_path / "metrics.json").read_text())
+    check_schema(doc)
+    assert doc["verdict"] == "incomplete"
+    prv = [r for r in doc["rows"] if r["structure"] == "SpinalCord_PRV02"]
+    assert len(prv) == 1 and prv[0]["status"] == "not_evaluable" and prv[0]["value"] is None
+    assert "No segment for SpinalCord" in prv[0]["message"]
+    assert "Segments found: GTV, CTV, ThecalSac, SpinalCanal, Esophagus" in prv[0]["message"]
+    assert "NOT EVALUABLE" in proc.stdout and "Verdict: INCOMPLETE" in proc.stdout
+    assert len([r for r in doc["rows"] if r["structure"] in ("PTV_Eval", "GTV", "SpinalCord_PRV02", "ThecalSac")]) == 9
+
+
+def test_review_from_files_matches_the_demo(demo_run, tmp_path, demo_case):
+    """Round trip: the demo case written as .nrrd/.seg.nrrd files and reviewed from them gives the same
+    metrics as the in-memory demo."""
+    from SIBSpineSBRTLib.mrml import storage
+    from SIBSpineSBRTLib.mrml.case import add_case_nodes
+    from SIBSpineSBRTLib.mrml.scene import new_scene
+
+    ctx = new_scene()
+    nodes = add_case_nodes(ctx.scene, demo_case)
+    storage.save_volume(ctx.scene, nodes.ct, tmp_path / "ct.nrrd")
+    storage.save_volume(ctx.scene, nodes.dose, tmp_path / "dose.nrrd")
+    storage.save_segmentation(ctx.scene, nodes.segmentation, tmp_path / "structures.seg.nrrd")
+    out = tmp_path / "out"
+    args = [
+        "review",
+        "--segmentation",
+        tmp_path / "structures.seg.nrrd",
+        "--dose",
+        tmp_path / "dose.nrrd",
+        "--ct",
+        tmp_path / "ct.nrrd",
+        "--level",
+        "T8",
+        "--out",
+        out,
+    ]
+    proc = run(*args, "--dose-unit", "Gy", "--name", "demo-thoracic-T8")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    got = json.loads((out / "metrics.json").read_text())
+    want = json.loads((demo_run[1] / "metrics.json").read_text())
+    assert [(r["structure"], r["metric"], r["status"]) for r in got["rows"]] == [
+        (r["structure"], r["metric"], r["status"]) for r in want["rows"]
+    ]
+    for a, b in zip(got["rows"], want["rows"]):
+        assert a["value"] == pytest.approx(b["value"], abs=2e-3), a  # float32 dose file vs in-memory float64
+
+    # The same files without the dose unit: refused, exit 2, the fix named.
+    proc = run(*args)
+    assert proc.returncode == 2
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["verdict"] == "incomplete" and "no dose unit" in doc["messages"][-1]
+
+
+def test_bad_input_exit_2(tmp_path):
+    (tmp_path / "x.seg.nrrd").write_text("garbage")
+    proc = run(
+        "review",
+        "--segmentation",
+        tmp_path / "x.seg.nrrd",
+        "--dose",
+        tmp_path / "none.nrrd",
+        "--dose-unit",
+        "Gy",
+        "--level",
+        "T8",
+        "--out",
+        tmp_path,
+    )
+    assert proc.returncode == 2 and "x.seg.nrrd" in proc.stderr
+    proc = run("demo", "--out", tmp_path, "--role", "SpinalCord")
+    assert proc.returncode == 2 and "ROLE=SEGMENTNAME" in proc.stderr
+    proc = run("demo", "--out", tmp_path, "--protocol", tmp_path / "nope.json")
+    assert proc.returncode == 2 and "nope.json" in proc.stderr
+
+
+def test_python_dash_m_entry():
+    proc = subprocess.run([sys.executable, "-m", "SIBSpineSBRTLib", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "SIBSpineSBRT" in proc.stdout

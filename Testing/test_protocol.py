@@ -1,0 +1,178 @@
+"""The shipped protocol against the trial's Table 1, protocol validation, statuses and verdicts, roles."""
+
+import copy
+import json
+
+import pytest
+
+from SIBSpineSBRTLib.protocol import evaluate as ev
+from SIBSpineSBRTLib.protocol.model import (
+    Limit,
+    ProtocolError,
+    available_protocols,
+    load_protocol,
+    normalise_level,
+    parse_protocol,
+)
+from SIBSpineSBRTLib.protocol.roles import resolve_roles
+
+# Table 1 of Mitsuyoshi et al. 2025 as printed (Gy; None = "-"): (volume, metric, optimal, mandatory),
+# each limit as (min, max).
+TABLE_1 = [
+    ("PTV_Eval", "D2%", (42, 48), (None, 51)),
+    ("PTV_Eval", "D90%", (30, 30), (29.7, 30.3)),
+    ("PTV_Eval", "D98%", (27, None), (21, None)),
+    ("GTV", "D2%", (45, 48), (None, 51)),
+    ("GTV", "D50%", (42, None), (36, None)),
+    ("GTV", "D90%", (36, None), (27, None)),
+    ("GTV", "D98%", (27, None), (21, None)),
+    ("SpinalCord_PRV02", "D0.03cc", None, (None, 25)),
+    ("ThecalSac", "D0.03cc", None, (None, 30)),
+]
+
+
+def limit_bounds(limit):
+    if limit is None:
+        return None
+    if limit.target is not None:
+        return (limit.target, limit.target)
+    return (limit.lower, limit.upper)
+
+
+def test_shipped_protocol_is_table_1(protocol):
+    rows = [
+        (c.structure, c.metric, limit_bounds(c.optimal), limit_bounds(c.mandatory))
+        for c in protocol.required_constraints
+    ]
+    assert rows == TABLE_1
+    assert protocol.prescription_gy == 30 and protocol.fractions == 5
+    assert (protocol.prescription_structure, protocol.prescription_metric) == ("PTV_Eval", "D90%")
+    assert protocol.planning.ptv_margins_mm == (2, 2, 2, 2, 5, 5)
+    assert protocol.planning.prv_margin_mm == 2
+    assert protocol.planning.thecal_sac_from_level == "L2"
+    d90 = protocol.required_constraints[1].optimal
+    assert d90.is_met(30.04) and not d90.is_met(30.06)  # 30 Gy at the 0.1 Gy precision of the table
+
+
+def test_other_organ_limits_are_marked_as_defaults_with_sources(protocol):
+    others = [c for c in protocol.constraints if not c.required]
+    assert len(others) >= 10
+    for c in others:
+        assert not c.confirmed and "TG-101" in c.source, c
+
+
+def test_every_shipped_protocol_loads():
+    assert "mitsuyoshi2025" in available_protocols()
+    for name in available_protocols():
+        assert load_protocol(name).constraints
+
+
+def _seed():
+    return json.loads(load_protocol().path and open(load_protocol().path, encoding="utf-8").read())
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d.update(format="other"), "format"),
+        (lambda d: d["constraints"][0].update(structure="Nope"), "not declared"),
+        (lambda d: d["constraints"][0].update(metric="D2"), "Unknown DVH metric"),
+        (lambda d: d["constraints"][0].update(optimal={"min": 50, "max": 40}), "above max"),
+        (lambda d: d["constraints"][0].update(optimal={"min": "40"}), "must be a number"),
+        (lambda d: d["constraints"][0].update(unit="cc"), "limit unit"),
+        (lambda d: d["constraints"].append(copy.deepcopy(d["constraints"][0])), "appears twice"),
+        (lambda d: d["constraints"][0].update(optimal=None, mandatory=None), "needs an optimal or a mandatory"),
+        (lambda d: d["planning"].update(thecal_sac_from_level="L9"), "not one of"),
+        (lambda d: d.pop("fractions"), "missing 'fractions'"),
+    ],
+)
+def test_invalid_protocols_are_refused_with_the_field_named(edit, message):
+    data = _seed()
+    edit(data)
+    with pytest.raises(ProtocolError, match=message):
+        parse_protocol(data, "test.json")
+
+
+def test_percent_of_prescription_is_converted_to_gy():
+    data = _seed()
+    data["constraints"][0].update(unit="%Rx", optimal={"min": 140, "max": 160}, mandatory={"max": 170})
+    c = parse_protocol(data).constraints[0]
+    assert (c.unit, c.optimal.lower, c.optimal.upper, c.mandatory.upper) == ("Gy", 42, 48, 51)
+
+
+def test_limits_are_inclusive_and_described_with_units():
+    lim = Limit(lower=42, upper=48)
+    assert lim.is_met(42) and lim.is_met(48) and not lim.is_met(41.999) and not lim.is_met(48.001)
+    assert lim.describe("Gy") == ">= 42 and <= 48 Gy"
+    assert Limit(upper=25).describe("Gy") == "<= 25 Gy"
+    assert Limit(lower=90).describe("%") == ">= 90%"
+
+
+@pytest.mark.parametrize(
+    "index, value, status",
+    [
+        (0, 45.0, ev.OPTIMAL),
+        (0, 49.0, ev.ACCEPTABLE),
+        (0, 51.0, ev.ACCEPTABLE),
+        (0, 51.01, ev.FAIL),
+        (0, 41.0, ev.ACCEPTABLE),  # below the optimal band but under the mandatory maximum
+        (1, 30.0, ev.OPTIMAL),
+        (1, 30.2, ev.ACCEPTABLE),
+        (1, 29.69, ev.FAIL),
+        (1, 30.31, ev.FAIL),
+        (7, 25.0, ev.OPTIMAL),
+        (7, 25.01, ev.FAIL),  # no optimal level: meeting the mandatory one is best
+        (4, 36.0, ev.ACCEPTABLE),
+        (4, 35.99, ev.FAIL),
+        (4, 42.0, ev.OPTIMAL),
+    ],
+)
+def test_judge(protocol, index, value, status):
+    assert ev.judge(protocol.required_constraints[index], value) == status
+
+
+def test_verdict_precedence(protocol):
+    c = protocol.required_constraints[0]
+    row = lambda s: ev.RowResult(c, 1.0, s)  # noqa: E731
+    assert ev.verdict([row(ev.OPTIMAL), row(ev.ACCEPTABLE)]) == ev.PASS
+    assert ev.verdict([row(ev.OPTIMAL), row(ev.NOT_EVALUABLE)]) == ev.INCOMPLETE
+    assert ev.verdict([row(ev.FAIL), row(ev.NOT_EVALUABLE)]) == ev.FAIL
+
+
+def test_missing_metric_is_never_a_pass(protocol):
+    def value(c):
+        if c.structure == "SpinalCord_PRV02":
+            raise ev.NotEvaluable("no cord")
+        return 30.0
+
+    rows = ev.evaluate(protocol, value, lambda s: True)
+    prv = [r for r in rows if r.structure == "SpinalCord_PRV02"]
+    assert [r.status for r in prv] == [ev.NOT_EVALUABLE] and prv[0].message == "no cord"
+    assert ev.verdict(rows) != ev.PASS
+
+
+def test_roles_by_alias_case_and_override(protocol):
+    names = ["gtv", "CTV_Spine", "Spinal Cord", "Thecal_Sac", "Canal_Spinal", "PTV_TPS"]
+    res = resolve_roles(protocol, names)
+    assert res.get("GTV") == "gtv" and res.get("CTV") == "CTV_Spine" and res.get("SpinalCord") == "Spinal Cord"
+    assert res.get("ThecalSac") == "Thecal_Sac" and res.get("SpinalCanal") == "Canal_Spinal"
+    assert res.get("SacralCanal") is None
+    res = resolve_roles(protocol, names + ["Cord_MR"], {"SpinalCord": "Cord_MR"})
+    assert res.get("SpinalCord") == "Cord_MR"
+    msg = resolve_roles(protocol, ["GTV"]).missing_message(protocol, "SpinalCord")
+    assert "SpinalCord" in msg and "Segments found: GTV" in msg and "--role SpinalCord=NAME" in msg
+
+
+def test_ambiguous_or_wrong_roles_are_errors(protocol):
+    with pytest.raises(ProtocolError, match="all match SpinalCord"):
+        resolve_roles(protocol, ["Cord", "Spinal Cord"])
+    with pytest.raises(ProtocolError, match="no segment named"):
+        resolve_roles(protocol, ["GTV"], {"GTV": "Tumour"})
+    with pytest.raises(ProtocolError, match="not a structure"):
+        resolve_roles(protocol, ["GTV"], {"Tumour": "GTV"})
+
+
+def test_levels():
+    assert normalise_level(" t8 ") == "T8"
+    with pytest.raises(ProtocolError):
+        normalise_level("T13")
