@@ -200,6 +200,8 @@ class SIBSpineSBRTLogic(ScriptedLoadableModuleLogic):
     def evaluate(self, segmentationNode, doseNode, level: str, protocolId: str, scene=None):
         """Build the planning volumes, judge the plan and store the results in the scene."""
         from SIBSpineSBRTLib.mrml.case import case_input_from_nodes, store_review
+        from SIBSpineSBRTLib.mrml.results import write_results_table
+        from SIBSpineSBRTLib.mrml.slicerrt_dvh import crosscheck_with_slicerrt, slicerrt_available
         from SIBSpineSBRTLib.protocol.model import load_protocol
         from SIBSpineSBRTLib.review.pipeline import review_case
 
@@ -209,6 +211,9 @@ class SIBSpineSBRTLogic(ScriptedLoadableModuleLogic):
         data = case_input_from_nodes(scene, segmentationNode, doseNode, level)
         result = review_case(data, load_protocol(protocolId))
         store_review(scene, segmentationNode, result)
+        if slicerrt_available():  # SlicerRT's DVH cross-checks every metric; disagreements are judged conservatively
+            result = crosscheck_with_slicerrt(scene, segmentationNode, doseNode, result)
+            write_results_table(scene, result)
         logging.info(f"SIBSpineSBRT: {result.case} {result.level}: verdict {result.verdict}")
         return result
 

@@ -182,3 +182,94 @@ def test_bad_input_exit_2(tmp_path):
 def test_python_dash_m_entry():
     proc = subprocess.run([sys.executable, "-m", "SIBSpineSBRTLib", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and "SIBSpineSBRT" in proc.stdout
+
+
+def test_normalise_writes_the_what_if(tmp_path, demo_case):
+    """A hot plan (dose x 1.05 on disk) normalised back: PTV_Eval D90% = 30 Gy, original metrics untouched."""
+    import numpy as np
+
+    from SIBSpineSBRTLib.mrml import storage
+    from SIBSpineSBRTLib.mrml.case import add_case_nodes
+    from SIBSpineSBRTLib.mrml.scene import new_scene
+    from SIBSpineSBRTLib.mrml.volumes import add_volume
+
+    ctx = new_scene()
+    nodes = add_case_nodes(ctx.scene, demo_case)
+    hot = add_volume(ctx.scene, (demo_case.dose_gy * 105.0).astype(np.float32), demo_case.dose_geometry, "Hot")
+    storage.save_volume(ctx.scene, hot, tmp_path / "hot_cgy.nrrd")
+    storage.save_segmentation(ctx.scene, nodes.segmentation, tmp_path / "s.seg.nrrd")
+    out = tmp_path / "out"
+    proc = run(
+        "review",
+        "--segmentation",
+        tmp_path / "s.seg.nrrd",
+        "--dose",
+        tmp_path / "hot_cgy.nrrd",
+        "--dose-unit",
+        "cGy",
+        "--level",
+        "T8",
+        "--out",
+        out,
+        "--normalise",
+    )
+    assert proc.returncode == 1  # PTV_Eval D90% = 31.5 Gy breaks the 30.3 Gy mandatory maximum
+    first = json.loads((out / "metrics.json").read_text())
+    what = json.loads((out / "whatif_normalised" / "metrics.json").read_text())
+    assert first["rows"][1]["value"] == pytest.approx(31.5, abs=0.01) and first["rows"][1]["status"] == "fail"
+    assert what["rows"][1]["value"] == pytest.approx(30.0, abs=1e-3) and what["verdict"] == "pass"
+    assert "x 0.95" in proc.stdout
+
+
+def test_dvh_command(tmp_path, demo_case):
+    from SIBSpineSBRTLib.dose.dvh import compute_dvh
+    from SIBSpineSBRTLib.dose.grid import DoseGrid
+    from SIBSpineSBRTLib.geometry.masks import Mask
+    from SIBSpineSBRTLib.mrml import storage
+    from SIBSpineSBRTLib.mrml.case import add_case_nodes
+    from SIBSpineSBRTLib.mrml.scene import new_scene
+
+    ctx = new_scene()
+    nodes = add_case_nodes(ctx.scene, demo_case)
+    storage.save_volume(ctx.scene, nodes.dose, tmp_path / "dose.nrrd")
+    storage.save_segmentation(ctx.scene, nodes.segmentation, tmp_path / "s.seg.nrrd")
+    proc = run(
+        "dvh",
+        "--dose",
+        tmp_path / "dose.nrrd",
+        "--dose-unit",
+        "Gy",
+        "--segmentation",
+        tmp_path / "s.seg.nrrd",
+        "--structure",
+        "GTV",
+        "--structure",
+        "SpinalCord",
+        "--metric",
+        "D2%",
+        "--metric",
+        "D0.03cc",
+        "--metric",
+        "V40Gy",
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["dose_unit"] == "Gy" and set(doc["structures"]) == {"GTV", "SpinalCord"}
+    dose = DoseGrid(demo_case.dose_gy.astype("float32"), demo_case.dose_geometry)
+    gtv = compute_dvh(Mask(demo_case.segments["GTV"], demo_case.ct_geometry, "GTV"), dose)
+    assert doc["structures"]["GTV"]["D2%"] == pytest.approx(gtv.metric("D2%"), abs=1e-3)
+    assert doc["structures"]["GTV"]["V40Gy"] == pytest.approx(gtv.metric("V40Gy"), abs=1e-3)
+    assert doc["structures"]["GTV"]["volume_cc"] == pytest.approx(gtv.volume_cc, abs=1e-3)
+    bad = run(
+        "dvh",
+        "--dose",
+        tmp_path / "dose.nrrd",
+        "--dose-unit",
+        "Gy",
+        "--segmentation",
+        tmp_path / "s.seg.nrrd",
+        "--metric",
+        "D2",
+    )
+    assert bad.returncode == 2 and "Unknown DVH metric" in bad.stderr

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from conftest import MODULE_DIR
 from SIBSpineSBRTLib.protocol import evaluate as ev
 from SIBSpineSBRTLib.protocol.model import (
     Limit,
@@ -68,29 +69,47 @@ def test_every_shipped_protocol_loads():
 
 
 def _seed():
-    return json.loads(load_protocol().path and open(load_protocol().path, encoding="utf-8").read())
+    return json.loads(available_protocols()["mitsuyoshi2025"].read_text(encoding="utf-8"))
 
 
+SCHEMA = MODULE_DIR / "Resources" / "Schemas" / "sibspine-protocol-1.schema.json"
+
+
+def schema_errors(data):
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text()))
+    return list(validator.iter_errors(data))
+
+
+def test_shipped_protocols_follow_the_schema():
+    for path in available_protocols().values():
+        assert schema_errors(json.loads(path.read_text())) == [], path.name
+
+
+# (edit, message of our validator, whether the JSON schema alone can see it; the rest are cross-field rules)
 @pytest.mark.parametrize(
-    "edit, message",
+    "edit, message, schema_sees_it",
     [
-        (lambda d: d.update(format="other"), "format"),
-        (lambda d: d["constraints"][0].update(structure="Nope"), "not declared"),
-        (lambda d: d["constraints"][0].update(metric="D2"), "Unknown DVH metric"),
-        (lambda d: d["constraints"][0].update(optimal={"min": 50, "max": 40}), "above max"),
-        (lambda d: d["constraints"][0].update(optimal={"min": "40"}), "must be a number"),
-        (lambda d: d["constraints"][0].update(unit="cc"), "limit unit"),
-        (lambda d: d["constraints"].append(copy.deepcopy(d["constraints"][0])), "appears twice"),
-        (lambda d: d["constraints"][0].update(optimal=None, mandatory=None), "needs an optimal or a mandatory"),
-        (lambda d: d["planning"].update(thecal_sac_from_level="L9"), "not one of"),
-        (lambda d: d.pop("fractions"), "missing 'fractions'"),
+        (lambda d: d.update(format="other"), "format", True),
+        (lambda d: d["constraints"][0].update(structure="Nope"), "not declared", False),
+        (lambda d: d["constraints"][0].update(metric="D2"), "Unknown DVH metric", True),
+        (lambda d: d["constraints"][0].update(optimal={"min": 50, "max": 40}), "above max", False),
+        (lambda d: d["constraints"][0].update(optimal={"min": "40"}), "must be a number", True),
+        (lambda d: d["constraints"][0].update(optimal={"equals": 30, "max": 31}), "either equals", True),
+        (lambda d: d["constraints"][0].update(unit="cc"), "limit unit", False),
+        (lambda d: d["constraints"].append(copy.deepcopy(d["constraints"][0])), "appears twice", False),
+        (lambda d: d["constraints"][0].update(optimal=None, mandatory=None), "needs an optimal or a mandatory", True),
+        (lambda d: d["planning"].update(thecal_sac_from_level="L9"), "not one of", True),
+        (lambda d: d.pop("fractions"), "missing 'fractions'", True),
     ],
 )
-def test_invalid_protocols_are_refused_with_the_field_named(edit, message):
+def test_invalid_protocols_are_refused_with_the_field_named(edit, message, schema_sees_it):
     data = _seed()
     edit(data)
     with pytest.raises(ProtocolError, match=message):
         parse_protocol(data, "test.json")
+    assert bool(schema_errors(data)) == schema_sees_it
 
 
 def test_percent_of_prescription_is_converted_to_gy():

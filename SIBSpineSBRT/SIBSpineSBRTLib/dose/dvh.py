@@ -16,9 +16,9 @@ d_c + sum_m a_m U_m with U_m independent and uniform on [-1, 1] and half-widths 
 The fraction of the box at or above a dose D is then a piecewise cubic in D (the volume of a box cut by a
 plane). For a dose linear across each box this is exact: a labelmap in a linear field gives the same
 metrics at any supersampling, with no staircase from point samples. For a curved dose the error is of
-second order in the box size, which the supersampling keeps small. Each half-width is floored at
-1e-4 of the box's total half-width (and 1e-9 Gy) for numerical stability; that moves no dose by more than
-1e-4 of the box's dose range.
+second order in the box size, which the supersampling keeps small. For numerical stability each
+half-width is floored at 1e-4 of their sum (plus 1e-9 Gy), taken from the largest one: the box's dose
+range is unchanged and no dose moves by more than 2e-4 of that range.
 
 Metric definitions (doses in Gy, volumes in cc)
 -----------------------------------------------
@@ -96,8 +96,17 @@ def parse_metric(name: str) -> MetricSpec:
 
 
 def _floor_spreads(a: np.ndarray) -> np.ndarray:
+    """Half-widths floored for stability; the largest gives back what the floors added, so each box's
+    dose range (and so Dmax and Dmin) is unchanged."""
     a = np.asarray(a, dtype=np.float64)
-    return np.maximum(a, _SPREAD_REL_FLOOR * a.sum(axis=1, keepdims=True) + _SPREAD_ABS_FLOOR)
+    floor = _SPREAD_REL_FLOOR * a.sum(axis=1) + _SPREAD_ABS_FLOOR
+    b = np.maximum(a, floor[:, None])
+    rows = np.arange(len(a))
+    big = np.argmax(a, axis=1)
+    largest = b[rows, big] - (b - a).sum(axis=1)
+    ok = largest >= floor
+    b[rows[ok], big[ok]] = largest[ok]
+    return b
 
 
 def _fraction_at_or_above(d: np.ndarray, a: np.ndarray, levels: np.ndarray, density: bool = False):
@@ -281,6 +290,7 @@ class DVH:
     fraction_outside: float
     supersampling: Tuple[int, ...] = (1, 1, 1)
     spreads: Optional[np.ndarray] = None
+    sampling: str = ""  # how the structure was sampled, for reports
 
     def __post_init__(self) -> None:
         d = np.asarray(self.doses, dtype=np.float64)
@@ -289,19 +299,24 @@ class DVH:
             raise DoseError(f"{self.structure}: a DVH needs one running volume per dose sample, and samples.")
         if np.any(np.diff(d) > 0):
             raise DoseError(f"{self.structure}: DVH doses must be sorted from high to low.")
-        a = np.zeros((len(d), 3)) if self.spreads is None else np.asarray(self.spreads, dtype=np.float64)
-        if a.shape != (len(d), 3) or np.any(a < 0):
-            raise DoseError(f"{self.structure}: spreads must be (N, 3) half-widths >= 0.")
-        a = _floor_spreads(a)
-        half = a.sum(axis=1)
         weights = np.diff(np.concatenate([[0.0], cum]))
         for name, value in (("doses", d), ("cum_volume_cc", cum)):
             value.setflags(write=False)
             object.__setattr__(self, name, value)
+        object.__setattr__(self, "_mean", float((d * weights).sum() / cum[-1]))
+        if self.spreads is None:  # point samples: V(D) is the volume of the samples with dose >= D
+            object.__setattr__(self, "_index", None)
+            object.__setattr__(self, "_max", float(d[0]))
+            object.__setattr__(self, "_min", float(d[-1]))
+            return
+        a = np.asarray(self.spreads, dtype=np.float64)
+        if a.shape != (len(d), 3) or np.any(a < 0):
+            raise DoseError(f"{self.structure}: spreads must be (N, 3) half-widths >= 0.")
+        a = _floor_spreads(a)
+        half = a.sum(axis=1)
         object.__setattr__(self, "_index", _SpreadIndex(d, a, weights))
         object.__setattr__(self, "_max", float(np.max(d + half)))
         object.__setattr__(self, "_min", float(np.min(d - half)))
-        object.__setattr__(self, "_mean", float((d * weights).sum() / cum[-1]))
 
     # -- exact V(D) -------------------------------------------------------------------------------------
     @property
@@ -311,7 +326,11 @@ class DVH:
 
     def volumes_at_doses_cc(self, levels) -> np.ndarray:
         """V(D) in cc at each dose of ``levels`` (Gy)."""
-        return self._index.volumes_at(np.atleast_1d(np.asarray(levels, dtype=np.float64)))
+        levels = np.atleast_1d(np.asarray(levels, dtype=np.float64))
+        if self._index is None:
+            n = np.searchsorted(-self.doses, -levels, side="right")  # samples with dose >= level
+            return np.where(n > 0, self.cum_volume_cc[np.maximum(n - 1, 0)], 0.0)
+        return self._index.volumes_at(levels)
 
     def volume_at_dose_cc(self, gy: float) -> float:
         """Volume (cc) receiving at least ``gy``: V(gy)."""
@@ -330,6 +349,9 @@ class DVH:
             )
         if cc >= total:
             return self.min
+        if self._index is None:
+            idx = int(np.searchsorted(self.cum_volume_cc, cc * (1 - 1e-12), side="left"))
+            return float(self.doses[min(idx, len(self.doses) - 1)])
         return self._index.solve(cc, self.min, self.max)
 
     def dose_at_volume_percent(self, percent: float) -> float:
@@ -372,6 +394,8 @@ class DVH:
             raise ValueError(f"DVH curve step must be > 0 Gy; got {step_gy}.")
         n_levels = int(np.floor(self.max / step_gy)) + 2
         levels = np.arange(n_levels) * step_gy
+        if self._index is None:
+            return levels, 100.0 * self.volumes_at_doses_cc(levels) / self.evaluated_volume_cc
         ix = self._index
         lo, hi = ix.d - ix.half, ix.d + ix.half
         # levels k <= floor(lo / step) are fully at or below the box: the whole box counts
@@ -409,6 +433,7 @@ def dvh_from_boxes(
     chunks: Iterable[BoxChunk],
     volume_cc: Optional[float] = None,
     supersampling: Tuple[int, ...] = (1, 1, 1),
+    sampling: str = "",
     stacklevel: int = 2,
 ) -> DVH:
     """DVH of a structure given as boxes (see ``BoxChunk``): trilinear dose and gradient at each centre,
@@ -423,20 +448,8 @@ def dvh_from_boxes(
         vol = np.broadcast_to(np.asarray(volumes, dtype=np.float64), d.shape)
         total += float(vol.sum())
         outside += float(vol[~inside].sum())
-        import os
-        if os.environ.get("DVH_SECANT"):
-            ln = np.broadcast_to(np.asarray(lengths, dtype=np.float64), (len(d), 3))
-            edges = np.asarray(edges, dtype=np.float64)
-            a = np.empty((len(d), 3))
-            for m in range(3):
-                step = ln[:, m:m+1] * edges[m][None, :] * 0.5
-                fp, _, _ = dose.interpolate_index(centres + step)
-                fm, _, _ = dose.interpolate_index(centres - step)
-                a[:, m] = 0.5 * np.abs(fp - fm)
-            a = a[inside]
-        else:
-            a = 0.5 * np.abs(np.einsum("nc,mc->nm", grad[inside], np.asarray(edges, dtype=np.float64)))
-            a *= np.broadcast_to(np.asarray(lengths, dtype=np.float64), (len(d), 3))[inside]
+        a = 0.5 * np.abs(np.einsum("nc,mc->nm", grad[inside], np.asarray(edges, dtype=np.float64)))
+        a *= np.broadcast_to(np.asarray(lengths, dtype=np.float64), (len(d), 3))[inside]
         doses.append(d[inside])
         spreads.append(a.astype(np.float32))
         weights.append(vol[inside])
@@ -460,8 +473,8 @@ def dvh_from_boxes(
     order = np.argsort(-d, kind="stable")
     a = np.concatenate(spreads)[order]
     w = np.concatenate(weights)[order]
-    return DVH(name, d[order], np.cumsum(w), float(total if volume_cc is None else volume_cc), fraction_outside,
-               tuple(supersampling), a)
+    volume = float(total if volume_cc is None else volume_cc)
+    return DVH(name, d[order], np.cumsum(w), volume, fraction_outside, tuple(supersampling), a, sampling)
 
 
 def _mask_boxes(mask: Mask, dose: DoseGrid, n: Tuple[int, int, int], max_rows: int = 1 << 19):
@@ -498,4 +511,5 @@ def compute_dvh(structure, dose: DoseGrid, supersampling: Optional[Tuple[int, in
     n = tuple(int(v) for v in (supersampling or choose_supersampling(mask, dose)))
     if len(n) != 3 or min(n) < 1:
         raise ValueError(f"Supersampling must be three whole numbers >= 1; got {supersampling}.")
-    return dvh_from_boxes(name, dose, _mask_boxes(mask, dose, n), mask.volume_cc, n, stacklevel=3)
+    sampling = f"labelmap, {n[0]}x{n[1]}x{n[2]} sub-cubes per voxel"
+    return dvh_from_boxes(name, dose, _mask_boxes(mask, dose, n), mask.volume_cc, n, sampling, stacklevel=3)

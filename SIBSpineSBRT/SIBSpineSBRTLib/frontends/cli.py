@@ -34,16 +34,45 @@ def _exit_code(verdict: str) -> int:
     return {"pass": EXIT_PASS, "fail": EXIT_FAIL}.get(verdict, EXIT_BAD_INPUT)
 
 
-def _report(ctx, result, out: Path, color: bool) -> int:
+def _report(ctx, result, out: Path, args, ct=None) -> int:
     from ..mrml.storage import save_scene_mrb
     from ..report.metrics_json import write_metrics_json
     from ..report.text_table import format_table
 
-    print(format_table(result, color=color))
-    metrics = write_metrics_json(result, out / "metrics.json")
-    scene_path = save_scene_mrb(ctx.scene, out / "review.mrb")
-    print(f"\nWrote {metrics} and {scene_path} (open it in 3D Slicer).")
+    print(format_table(result, color=args.color))
+    written = [write_metrics_json(result, out / "metrics.json")]
+    if not args.no_report:
+        written.append(_html_report(result, out / "report.html", ct))
+    if args.normalise:
+        written.append(_whatif(ctx, result, out, args))
+    written.append(save_scene_mrb(ctx.scene, out / "review.mrb"))
+    print("\nWrote " + ", ".join(str(Path(w).resolve()) for w in written) + " (open the .mrb in 3D Slicer).")
     return _exit_code(result.verdict)
+
+
+def _html_report(result, path: Path, ct) -> Path:
+    from ..mrml.volumes import volume_array, volume_geometry
+    from ..report.html_report import ImageInput, write_report
+
+    image = None if ct is None else ImageInput(volume_array(ct), volume_geometry(ct))
+    return write_report(result, path, image).path
+
+
+def _whatif(ctx, result, out: Path, args) -> Path:
+    from ..mrml.case import add_dose_node
+    from ..report.metrics_json import write_metrics_json
+    from ..report.text_table import format_table
+    from ..review.whatif import normalise_to_prescription
+
+    p = result.protocol
+    what = normalise_to_prescription(result, role_overrides=_parse_roles(args.role))
+    add_dose_node(ctx.scene, what.dose)
+    print(
+        f"\nWhat-if: the whole dose x {what.factor:.4f} so that {p.prescription_structure} {p.prescription_metric} "
+        f"= {p.prescription_gy:g} Gy (was {what.before_gy:.2f} Gy); the original dose is unchanged.\n"
+    )
+    print(format_table(what.result, color=args.color))
+    return write_metrics_json(what.result, out / "whatif_normalised" / "metrics.json")
 
 
 def cmd_demo(args) -> int:
@@ -52,17 +81,25 @@ def cmd_demo(args) -> int:
     from ..review.demo import run_demo_review
 
     ctx = new_scene()
-    result, _ = run_demo_review(
-        ctx.scene, load_protocol(args.protocol), args.drop_segment or (), _parse_roles(args.role)
-    )
-    return _report(ctx, result, Path(args.out), args.color)
+    protocol = load_protocol(args.protocol)
+    result, nodes = run_demo_review(ctx.scene, protocol, args.drop_segment or (), _parse_roles(args.role))
+    return _report(ctx, result, Path(args.out), args, nodes.ct)
+
+
+def _load_dose(ctx, path, unit):
+    from ..mrml import storage
+    from ..mrml.volumes import mark_as_dose
+
+    dose = storage.load_volume(ctx.scene, path, "Dose")
+    if unit:
+        mark_as_dose(ctx.scene, dose, unit)
+    return dose
 
 
 def cmd_review(args) -> int:
     from ..mrml import storage
     from ..mrml.case import case_input_from_nodes, store_review
     from ..mrml.scene import new_scene
-    from ..mrml.volumes import mark_as_dose
     from ..protocol.model import load_protocol
     from ..review.pipeline import review_case
 
@@ -70,15 +107,63 @@ def cmd_review(args) -> int:
     ctx = new_scene()
     ct = storage.load_volume(ctx.scene, args.ct, "CT") if args.ct else None
     seg = storage.load_segmentation(ctx.scene, args.segmentation)
-    dose = storage.load_volume(ctx.scene, args.dose, "Dose")
-    if args.dose_unit:
-        mark_as_dose(ctx.scene, dose, args.dose_unit)
-    data = case_input_from_nodes(
-        ctx.scene, seg, dose, args.level, args.name or Path(args.segmentation).name.split(".")[0], reference_volume=ct
-    )
+    dose = _load_dose(ctx, args.dose, args.dose_unit)
+    name = args.name or Path(args.segmentation).name.split(".")[0]
+    data = case_input_from_nodes(ctx.scene, seg, dose, args.level, name, reference_volume=ct)
     result = review_case(data, protocol, _parse_roles(args.role))
     store_review(ctx.scene, seg, result)
-    return _report(ctx, result, Path(args.out), args.color)
+    return _report(ctx, result, Path(args.out), args, ct)
+
+
+DEFAULT_DVH_METRICS = ("D2%", "D50%", "D90%", "D98%", "D0.03cc", "Dmean", "Dmax", "Dmin")
+
+
+def cmd_dvh(args) -> int:
+    import json
+    import warnings
+
+    from ..dose.dvh import compute_dvh, parse_metric
+    from ..mrml import segmentations as segs
+    from ..mrml import storage
+    from ..mrml.scene import new_scene
+    from ..mrml.volumes import dose_grid_from_node, volume_geometry
+
+    metrics = args.metric or list(DEFAULT_DVH_METRICS)
+    for m in metrics:
+        try:
+            parse_metric(m)
+        except ValueError as exc:
+            raise UsageError(f"--metric {m}: {exc}") from None
+    ctx = new_scene()
+    dose = dose_grid_from_node(ctx.scene, _load_dose(ctx, args.dose, args.dose_unit))
+    seg = storage.load_segmentation(ctx.scene, args.segmentation)
+    geometry = volume_geometry(storage.load_volume(ctx.scene, args.ct, "CT")) if args.ct else None
+    names = [n for _, n in segs.segment_names(seg)]
+    wanted = args.structure or names
+    unknown = [n for n in wanted if n not in names]
+    if unknown:
+        raise UsageError(f"--structure {', '.join(unknown)}: no such segment (segments: {', '.join(names)}).")
+    masks = segs.read_segments(seg, wanted, geometry)
+    out = {"structures": {}, "dose_unit": "Gy", "warnings": []}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for name in wanted:
+            dvh = compute_dvh(masks[name], dose)
+            values = {"volume_cc": round(dvh.volume_cc, 4)}
+            values.update({m: round(dvh.metric(m), 4) for m in metrics})
+            out["structures"][name] = values
+    out["warnings"] = [str(w.message) for w in caught]
+    text = json.dumps(out, indent=2)
+    if args.json:
+        print(text)
+    else:
+        width = max(len(n) for n in out["structures"])
+        print("  ".join(["Structure".ljust(width), "Volume cc".rjust(10), *[m.rjust(9) for m in metrics]]))
+        for n, v in out["structures"].items():
+            cells = [f"{v['volume_cc']:10.3f}", *[f"{v[m]:9.2f}" for m in metrics]]
+            print("  ".join([n.ljust(width), *cells]))
+        print("\nDoses in Gy; " + "; ".join(out["warnings"]) if out["warnings"] else "\nDoses in Gy.")
+    return EXIT_PASS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
             help="use SEGMENT for protocol structure ROLE (repeatable)",
         )
         sp.add_argument("--color", action="store_true", help="colour the status column")
+        sp.add_argument("--no-report", action="store_true", help="skip the HTML report")
+        sp.add_argument(
+            "--normalise",
+            action="store_true",
+            help="also review a rescaled copy of the dose with the prescription metric at the prescription dose",
+        )
 
     d = sub.add_parser("demo", help="review the built-in synthetic thoracic (T8) case")
     common(d)
@@ -133,6 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--name", help="case name shown in the outputs (default: from the segmentation file; no patient name)"
     )
+    v = sub.add_parser("dvh", help="exact DVH metrics of segments in a dose volume")
+    v.set_defaults(func=cmd_dvh)
+    v.add_argument("--dose", required=True, help="dose volume (.nrrd, ...)")
+    v.add_argument("--dose-unit", choices=["Gy", "cGy"], required=True, help="unit of the dose file's values")
+    v.add_argument("--segmentation", required=True, help="segmentation (.seg.nrrd)")
+    v.add_argument("--ct", help="volume whose grid the segments are read on (default: the segmentation's reference)")
+    v.add_argument("--structure", action="append", metavar="NAME", help="segment to evaluate (repeatable; default all)")
+    v.add_argument("--metric", action="append", metavar="M", help="metric such as D2%%, D0.03cc, V30Gy (repeatable)")
+    v.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
 
 

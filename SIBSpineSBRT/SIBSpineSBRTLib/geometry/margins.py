@@ -196,23 +196,23 @@ def _footprint_oblique(d: np.ndarray, s: np.ndarray, r_pos: np.ndarray, r_neg: n
             g_rows += [b_mat[b], -b_mat[b]]
             h_rows += [unit, -unit]
             c_rows += [0.5, 0.5]
-        g, h, c = np.array(g_rows), np.array(h_rows), np.array(c_rows)[:, None]
-        for size in (1, 2, 3):
-            for active in itertools.combinations(range(len(g)), size):
-                todo = np.flatnonzero(~inside)
-                if todo.size == 0:
-                    break
-                n_act = g[list(active)]
-                gram = n_act @ n_act.T
-                if np.linalg.cond(gram) > 1e12:
-                    continue  # dependent faces: the optimum also has a smaller independent active set
-                proj = n_act.T @ np.linalg.inv(gram)  # minimum-norm solution of n_act e = rhs
-                wt = w[:, todo]
-                rhs = h[list(active)] @ wt + c[list(active)]
-                e = proj @ rhs
-                ok = np.einsum("ij,ij->j", e, e) <= 1.0 + _TOL
-                ok &= np.all(g @ e <= h @ wt + c + _TOL, axis=0)
-                inside[todo[ok]] = True
+        g, h, c = np.array(g_rows), np.array(h_rows), np.array(c_rows)
+        for size in (1, 2, 3):  # all active sets of this size at once
+            todo = np.flatnonzero(~inside)
+            if todo.size == 0:
+                break
+            active = np.array(list(itertools.combinations(range(len(g)), size)))
+            n_act = g[active]  # (sets, size, 3)
+            gram = n_act @ n_act.transpose(0, 2, 1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                independent = np.linalg.cond(gram) <= 1e12  # else the optimum has a smaller active set
+            active, n_act, gram = active[independent], n_act[independent], gram[independent]
+            proj = n_act.transpose(0, 2, 1) @ np.linalg.inv(gram)  # minimum-norm solution of n_act e = rhs
+            wt = w[:, todo]
+            e = (proj @ h[active]) @ wt + proj @ c[active][..., None]  # (sets, 3, points)
+            ok = np.einsum("sip,sip->sp", e, e) <= 1.0 + _TOL
+            ok &= np.all(g @ e <= (h @ wt + c[:, None]) + _TOL, axis=1)
+            inside[todo[ok.any(axis=0)]] = True
     return inside.reshape(axes[0].shape)
 
 
@@ -221,13 +221,14 @@ def _footprint_oblique(d: np.ndarray, s: np.ndarray, r_pos: np.ndarray, r_neg: n
 
 def _bounding_box(arr: np.ndarray) -> Optional[Tuple[np.ndarray, np.ndarray]]:
     """(lo, hi) numpy indices of the set voxels (``lo <= index < hi``), or None when there are none."""
-    k_any = arr.reshape(arr.shape[0], -1).any(axis=1)
-    ks = np.flatnonzero(k_any)
+    arr = np.ascontiguousarray(arr)
+    nk, nj, ni = arr.shape
+    ks = np.flatnonzero(arr.reshape(nk, -1).any(axis=1))
     if ks.size == 0:
         return None
-    plane = arr[ks[0] : ks[-1] + 1].any(axis=0)
-    js = np.flatnonzero(plane.any(axis=1))
-    is_ = np.flatnonzero(plane.any(axis=0))
+    slab = arr[ks[0] : ks[-1] + 1]
+    js = np.flatnonzero(slab.reshape(-1, ni).any(axis=1).reshape(-1, nj).any(axis=0))
+    is_ = np.flatnonzero(slab[:, js[0] : js[-1] + 1].any(axis=(0, 1)))
     return np.array([ks[0], js[0], is_[0]]), np.array([ks[-1], js[-1], is_[-1]]) + 1
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Optional
 
-from ..dose.grid import DoseError
+from ..dose.grid import DoseError, DoseGrid
 from ..geometry.grid import ImageGeometry
 from ..review.pipeline import CaseInput, ReviewResult
 from . import segmentations as segs
@@ -63,6 +63,13 @@ def case_input_from_nodes(
         except DoseError as exc:
             problem = str(exc)
     return CaseInput(name or segmentation.GetName(), level, masks, dose_grid, problem)
+
+
+def add_dose_node(scene, dose: DoseGrid, name: str = ""):
+    """A new dose volume node (Gy, marked as SlicerRT marks doses) holding ``dose``; e.g. a what-if copy."""
+    node = add_volume(scene, dose.array.astype("float32"), dose.geometry, name or dose.name)
+    mark_as_dose(scene, node, "GY")
+    return node
 
 
 def store_review(scene, segmentation, result: ReviewResult) -> Dict[str, object]:

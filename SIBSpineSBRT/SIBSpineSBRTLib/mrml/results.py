@@ -10,10 +10,14 @@ COLUMNS = ("Structure", "Metric", "Value", "Unit", "Optimal", "Mandatory", "Stat
 
 
 def write_results_table(scene, result: ReviewResult, node=None):
-    """Fill (or create) the results table: one row per constraint; verdict as a node attribute."""
+    """Fill the results table (``node``, else the scene's existing one, else a new one): one row per
+    constraint; verdict, protocol and level as node attributes."""
     import slicer
     from vtkmodules.vtkCommonCore import vtkDoubleArray, vtkStringArray
 
+    if node is None:
+        existing = scene.GetFirstNodeByName(RESULTS_TABLE_NAME)
+        node = existing if existing is not None and existing.IsA("vtkMRMLTableNode") else None
     if node is None:
         node = slicer.vtkMRMLTableNode()
         node.SetName(RESULTS_TABLE_NAME)

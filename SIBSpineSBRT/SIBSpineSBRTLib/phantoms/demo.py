@@ -57,15 +57,15 @@ def _anatomy(x, y, z):
     canal = ell(0, -14, 8, 8)
     sac = ell(0, -14, 6.5, 6.5)
     cord = ell(0, -13.5, 4.5, 3.6)
-    pedicle_l = (np.abs(x - 10) <= 3.5) & (y > -12) & (y < -2) & in_body
-    pedicle_r = (np.abs(x + 10) <= 3.5) & (y > -12) & (y < -2) & in_body
+    pedicle_right = (np.abs(x - 10) <= 3.5) & (y > -12) & (y < -2) & in_body
+    pedicle_left = (np.abs(x + 10) <= 3.5) & (y > -12) & (y < -2) & in_body
     lamina = ell(0, -17, 15, 11) & ~ell(0, -14, 10, 10) & (y < -12)
     spinous = (np.abs(x) <= 3.5) & (y <= -22) & (y >= -48) & (np.abs(z - level_z - (y + 22) * 0.3) <= 8)
-    bone = vb | pedicle_l | pedicle_r | lamina | spinous
+    bone = vb | pedicle_right | pedicle_left | lamina | spinous
     esophagus = ell(-6, 32, 7, 6)
     gtv = (((x - 6) / 13) ** 2 + ((y - 9) / 11) ** 2 + (z / 10) ** 2 <= 1.0) & vb
     t8 = np.abs(level_z) < 1
-    ctv = ((vb | pedicle_l) & t8) | gtv
+    ctv = ((vb | pedicle_right) & t8) | gtv  # GTV on the right (+x): ipsilateral pedicle
     return dict(
         body=body,
         lungs=lungs,

@@ -14,7 +14,7 @@ otherwise ``incomplete`` if any row is not evaluable, otherwise ``pass``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional
 
 from .model import Constraint, Protocol
 
@@ -32,6 +32,7 @@ class RowResult:
     value: Optional[float]
     status: str
     message: str = ""
+    crosscheck: Any = None  # protocol.crosscheck.CrossCheck when a second DVH engine was run
 
     @property
     def structure(self) -> str:

@@ -5,7 +5,9 @@ Schema (format "sibspine-metrics/1")::
     {"format": "sibspine-metrics/1", "case": str, "level": "T8", "protocol": str, "verdict": "pass"|"fail"|"incomplete",
      "rows": [{"structure": "GTV", "metric": "D50%", "value": 43.1 | null, "unit": "Gy",
                "optimal": str | null, "mandatory": str | null,
-               "status": "optimal"|"acceptable"|"fail"|"not_evaluable", "message": str}],
+               "status": "optimal"|"acceptable"|"fail"|"not_evaluable", "message": str,
+               "radiobiology": {"alpha_beta_gy", "bed_gy", "eqd2_gy"} | null,
+               "crosscheck": {"engine", "value", "difference", "flagged", "used"} | null}],
      "volumes": {"PTV": {"volume_cc": float, "recipe": str}, ...},
      "messages": [str], "software": {"name": "SIBSpineSBRT", "version": str}}
 
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 from .. import __version__
+from ..dose.radiobiology import metric_radiobiology
 from ..review.pipeline import ReviewResult
 
 FORMAT = "sibspine-metrics/1"
@@ -27,6 +30,25 @@ FORMAT = "sibspine-metrics/1"
 
 def _round(v):
     return None if v is None else round(float(v), 4)
+
+
+def _radiobiology(result: ReviewResult, row):
+    role = result.protocol.structures.get(row.structure)
+    rb = metric_radiobiology(row.metric, row.value, result.protocol.fractions, role.alpha_beta_gy if role else None)
+    return None if rb is None else {k: _round(v) for k, v in rb.items()}
+
+
+def _crosscheck(row):
+    c = row.crosscheck
+    if c is None:
+        return None
+    return {
+        "engine": c.engine,
+        "value": _round(c.value),
+        "difference": _round(c.difference),
+        "flagged": c.flagged,
+        "used": c.used,
+    }
 
 
 def metrics_dict(result: ReviewResult) -> Dict[str, Any]:
@@ -52,6 +74,8 @@ def metrics_dict(result: ReviewResult) -> Dict[str, Any]:
                 "mandatory": r.mandatory_text,
                 "status": r.status,
                 "message": r.message,
+                "radiobiology": _radiobiology(result, r),
+                "crosscheck": _crosscheck(r),
             }
             for r in result.rows
         ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import List
 
+from ..dose.radiobiology import metric_radiobiology
 from ..protocol import evaluate as ev
 from ..review.pipeline import ReviewResult
 
@@ -17,13 +18,16 @@ _COLOR = {ev.OPTIMAL: "32", ev.ACCEPTABLE: "33", ev.FAIL: "31", ev.NOT_EVALUABLE
 
 
 def format_table(result: ReviewResult, color: bool = False) -> str:
-    header = ["Structure", "Metric", "Value", "Optimal", "Mandatory", "Status"]
+    header = ["Structure", "Metric", "Value", "EQD2 (α/β)", "Optimal", "Mandatory", "Status"]
     body: List[List[str]] = []
+    p = result.protocol
     for r in result.rows:
         value = "-" if r.value is None else f"{r.value:.2f} {r.unit}"
-        body.append(
-            [r.structure, r.metric, value, r.optimal_text or "-", r.mandatory_text or "-", STATUS_LABEL[r.status]]
-        )
+        role = p.structures.get(r.structure)
+        rb = metric_radiobiology(r.metric, r.value, p.fractions, role.alpha_beta_gy if role else None)
+        eqd2 = "-" if rb is None else f"{rb['eqd2_gy']:.1f} Gy ({rb['alpha_beta_gy']:g})"
+        status = STATUS_LABEL[r.status] + ("*" if r.crosscheck is not None and r.crosscheck.flagged else "")
+        body.append([r.structure, r.metric, value, eqd2, r.optimal_text or "-", r.mandatory_text or "-", status])
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
 
     def line(cells, status=None):
@@ -49,6 +53,8 @@ def format_table(result: ReviewResult, color: bool = False) -> str:
         + ", ".join(f"{n} {STATUS_LABEL[s].lower()}" for s, n in counts.items() if n)
         + ")",
     ]
+    if any(r.crosscheck is not None and r.crosscheck.flagged for r in result.rows):
+        out += ["* the two DVH engines disagree on this row; it is judged on the more conservative value."]
     if result.messages:
         out += ["", *[f"- {m}" for m in result.messages]]
     return "\n".join(out)

@@ -43,6 +43,7 @@ class ReviewResult:
     rows: List[ev.RowResult]
     verdict: str
     messages: List[str] = field(default_factory=list)
+    inputs: Optional[CaseInput] = None  # what was reviewed (for what-ifs and reports)
 
     @property
     def missing_roles(self) -> List[str]:
@@ -118,5 +119,5 @@ def review_case(
         if r.status == ev.NOT_EVALUABLE and r.message not in messages:
             messages.append(r.message)
     return ReviewResult(
-        case.name, level, protocol, resolution, volumes, volume_problems, dvhs, rows, ev.verdict(rows), messages
+        case.name, level, protocol, resolution, volumes, volume_problems, dvhs, rows, ev.verdict(rows), messages, case
     )

@@ -1,0 +1,219 @@
+"""The review report: one self-contained HTML file (images embedded) that a physicist can file or print.
+
+Contents: case, protocol and prescription; the verdict; the constraint table with statuses, EQD2 and
+sources; the DVH with the limits drawn; axial and sagittal slices (dose colour-wash and contours; fused
+MR/CT when an MR is given); the planning volumes' recipes; warnings; software version and date. No
+patient name or ID appears unless ``patient_label`` is given.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from .. import __version__
+from ..dose.radiobiology import metric_radiobiology
+from ..geometry.grid import ImageGeometry
+from ..review.pipeline import ReviewResult, structure_masks
+from . import figures
+from .slices import plane_through, sample_dose, sample_image, sample_mask
+from .text_table import STATUS_LABEL
+
+CONTOURED = ("GTV", "CTV", "PTV_Eval", "SpinalCord", "SpinalCord_PRV02", "ThecalSac")
+
+
+@dataclass
+class ImageInput:
+    array: np.ndarray
+    geometry: ImageGeometry
+    to_image_ras: Optional[np.ndarray] = None  # 4x4: CT RAS -> this image's RAS (for a registered MR)
+
+
+@dataclass
+class Report:
+    html: str
+    images: Dict[str, bytes] = field(default_factory=dict)  # PNG bytes by name
+    path: Optional[Path] = None
+
+
+def _hex(rgb) -> str:
+    return "#" + "".join(f"{int(round(255 * c)):02x}" for c in rgb)
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _centre(result: ReviewResult) -> np.ndarray:
+    masks = result.inputs.masks if result.inputs else {}
+    for name in ("GTV", "CTV"):
+        seg = result.resolution.get(name)
+        if seg and seg in masks and not masks[seg].is_empty:
+            return masks[seg].centroid_ras()
+    for v in result.volumes.values():
+        return v.mask.centroid_ras()
+    raise ValueError("The report needs at least a GTV, CTV or planning volume to centre its slices on.")
+
+
+def make_images(result: ReviewResult, ct: Optional[ImageInput], mr: Optional[ImageInput] = None, half_mm: float = 55.0):
+    """PNG images of the report: DVH, axial CT with dose, axial MR/CT fusion (if MR), sagittal CT with dose."""
+    p = result.protocol
+    structures = structure_masks(result.resolution, result.inputs.masks, result.volumes)
+    colors = {n: s.color for n, s in p.structures.items()}
+    centre = _centre(result)
+    dose = result.inputs.dose
+    images = {}
+    if result.dvhs:
+        shown = {c.structure for c in p.constraints} | {"SpinalCord"}  # evaluation structures, not CTV/PTV
+        curves = {n: result.dvhs[n].curve(0.1) for n in p.structures if n in result.dvhs and n in shown}
+        images["dvh"] = figures.dvh_png(
+            curves, colors, result.rows, {n: d.evaluated_volume_cc for n, d in result.dvhs.items()}, p.prescription_gy
+        )
+    if ct is None:
+        return images
+    rx = p.prescription_gy
+    iso = [(rx, "#ffffff"), (1.4 * rx, "#ff00ff")]
+    for orientation, labels in (("axial", ("R", "L", "A", "P")), ("sagittal", ("A", "P", "S", "I"))):
+        plane = plane_through(centre, orientation, half_mm, half_mm)
+        ct2d = sample_image(ct.array, ct.geometry, plane, ct.to_image_ras, fill=-1000)
+        outlines = [
+            (n, sample_mask(structures[n], plane), colors.get(n, (1, 1, 1))) for n in CONTOURED if n in structures
+        ]
+        d2d = sample_dose(dose, plane) if dose is not None else None
+        title = ""  # the caption says what is shown
+        images[f"{orientation}_dose"] = figures.slice_png(
+            ct2d, plane.extent_mm, title, labels, outlines, d2d, (0.5 * rx, 1.6 * rx), iso
+        )
+        if orientation == "axial" and mr is not None:
+            mr2d = sample_image(mr.array, mr.geometry, plane, mr.to_image_ras)
+            images["axial_fusion"] = figures.slice_png(ct2d, plane.extent_mm, "", labels, outlines, overlay=mr2d)
+    return images
+
+
+def build_report(
+    result: ReviewResult,
+    images: Dict[str, bytes],
+    patient_label: Optional[str] = None,
+    when: Optional[_dt.datetime] = None,
+) -> str:
+    p = result.protocol
+    when = when or _dt.datetime.now()
+    e = html.escape
+    verdict_color = {"pass": "#2e9e40", "fail": "#d32f2f"}.get(result.verdict, "#8c8c8c")
+    rows_html = []
+    for r in result.rows:
+        role = p.structures.get(r.structure)
+        rb = metric_radiobiology(r.metric, r.value, p.fractions, role.alpha_beta_gy if role else None)
+        value = "&ndash;" if r.value is None else f"{r.value:.2f} {e(r.unit)}"
+        eqd2 = (
+            "&ndash;"
+            if rb is None
+            else f"{rb['eqd2_gy']:.1f} Gy <small>(&alpha;/&beta; {rb['alpha_beta_gy']:g})</small>"
+        )
+        check = ""
+        if r.crosscheck is not None:
+            check = f"{r.crosscheck.value:.2f} ({r.crosscheck.difference:+.2f})" + (
+                " &#9888;" if r.crosscheck.flagged else ""
+            )
+        note = r.message or r.constraint.note
+        source = r.constraint.source + ("" if r.constraint.confirmed else " &mdash; default, confirm locally")
+        rows_html.append(
+            f"<tr><td>{e(r.structure)}</td><td>{e(r.metric)}</td><td class=num>{value}</td><td class=num>{eqd2}</td>"
+            f"<td>{e(r.optimal_text or '-')}</td><td>{e(r.mandatory_text or '-')}</td>"
+            f'<td class="status {r.status}">{STATUS_LABEL[r.status]}</td><td class=num>{check or "&ndash;"}</td>'
+            f"<td class=note>{e(note)}<br><small>{source}</small></td></tr>"
+        )
+    volumes = "".join(
+        f"<tr><td>{e(n)}</td><td class=num>{v.mask.volume_cc:.2f} cc</td><td>{e(v.recipe)}</td></tr>"
+        for n, v in sorted(result.volumes.items())
+    )
+    problems = "".join(f"<li>{e(n)} not built: {e(msg)}</li>" for n, msg in result.volume_problems.items())
+    messages = "".join(f"<li>{e(m)}</li>" for m in result.messages)
+    figs = []
+    rx = p.prescription_gy
+    wash = f"dose colour-wash from {0.5 * rx:g} Gy, isodose lines {rx:g} Gy (white) and {1.4 * rx:g} Gy (magenta)"
+    captions = {
+        "axial_dose": f"Axial CT through the target centre: {wash}",
+        "axial_fusion": "Axial MR over the CT (50%), registered",
+        "sagittal_dose": f"Sagittal CT through the target centre: {wash}",
+    }
+    for key, caption in captions.items():
+        if key in images:
+            figs.append(f"<figure>{_img(images[key], caption)}<figcaption>{e(caption)}</figcaption></figure>")
+    legend = " ".join(
+        f'<span class=swatch style="border-color:{_hex(p.structures[n].color)}">{e(n)}</span>'
+        for n in CONTOURED
+        if n in p.structures
+    )
+    patient = f"<tr><th>Patient</th><td>{e(patient_label)}</td></tr>" if patient_label else ""
+    dvh = _img(images["dvh"], "DVH with protocol limits") if "dvh" in images else "<p>No dose: no DVH.</p>"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>SIB spine SBRT review: {e(result.case)}</title>
+<style>
+body {{ font-family: "DejaVu Sans", Arial, sans-serif; margin: 24px; color: #1d2430; max-width: 1180px; }}
+h1 {{ font-size: 22px; margin: 0 0 4px 0; }} h2 {{ font-size: 17px; margin: 26px 0 8px 0; border-bottom: 1px solid #ccd; }}
+table {{ border-collapse: collapse; font-size: 13px; }} th, td {{ border: 1px solid #d4d8e0; padding: 4px 7px; vertical-align: top; }}
+th {{ background: #eef1f6; text-align: left; }} td.num {{ text-align: right; white-space: nowrap; }}
+td.note {{ font-size: 11.5px; color: #444; max-width: 330px; }}
+td.status {{ font-weight: bold; color: white; text-align: center; white-space: nowrap; }}
+td.optimal {{ background: #2e9e40; }} td.acceptable {{ background: #e0a800; color: #222; }} td.fail {{ background: #d32f2f; }}
+td.not_evaluable {{ background: #8c8c8c; }}
+.verdict {{ display: inline-block; padding: 8px 18px; color: white; font-size: 20px; font-weight: bold; border-radius: 4px; background: {verdict_color}; }}
+.meta td, .meta th {{ border: none; padding: 2px 12px 2px 0; }}
+figure {{ display: inline-block; width: 400px; margin: 0 16px 14px 0; vertical-align: top; }} figure img {{ width: 400px; }}
+figcaption {{ font-size: 12px; color: #444; }} .dvh img {{ width: 760px; }}
+.swatch {{ border-left: 14px solid; padding-left: 5px; margin-right: 10px; font-size: 12px; }}
+footer {{ margin-top: 28px; font-size: 11px; color: #666; }}
+</style></head><body>
+<h1>SIB spine SBRT plan review</h1>
+<table class=meta>{patient}<tr><th>Case</th><td>{e(result.case)}</td><th>Level</th><td>{e(result.level)}</td></tr>
+<tr><th>Protocol</th><td colspan=3>{e(p.name)}</td></tr>
+<tr><th>Prescription</th><td colspan=3>{p.prescription_gy:g} Gy in {p.fractions} fractions to {e(p.prescription_structure)} {e(p.prescription_metric)}</td></tr></table>
+<p><span class=verdict>Verdict: {e(result.verdict.upper())}</span></p>
+<h2>Protocol limits</h2>
+<table><tr><th>Structure</th><th>Metric</th><th>Value</th><th>EQD2</th><th>Optimal</th><th>Mandatory</th><th>Status</th><th>SlicerRT (diff)</th><th>Note and source</th></tr>
+{"".join(rows_html)}</table>
+<p style="font-size:12px">Dx% and Dxcc: the minimum dose received by the hottest x of the structure. OPTIMAL: the optimal limit
+is met (or the protocol gives none); ACCEPTABLE: the mandatory limit is met, the optimal one is not; FAIL: the mandatory limit
+is not met; NOT EVALUABLE: the metric could not be computed (never a pass).</p>
+{"<h2>Messages</h2><ul>" + messages + "</ul>" if messages else ""}
+<h2>Dose-volume histogram</h2><div class=dvh>{dvh}</div>
+<h2>Images</h2><p>{legend}</p>{"".join(figs) or "<p>No image was given.</p>"}
+<h2>Planning volumes</h2><table><tr><th>Volume</th><th>Size</th><th>Recipe</th></tr>{volumes}</table>
+{"<ul>" + problems + "</ul>" if problems else ""}
+<footer>SIBSpineSBRT {e(__version__)} &middot; report made {when.strftime("%Y-%m-%d %H:%M")} &middot; {e(p.citation)}
+&middot; For review by a qualified medical physicist; not a substitute for the treatment planning system's own checks.</footer>
+</body></html>
+"""
+
+
+def write_report(
+    result: ReviewResult,
+    path,
+    ct: Optional[ImageInput] = None,
+    mr: Optional[ImageInput] = None,
+    patient_label: Optional[str] = None,
+    when: Optional[_dt.datetime] = None,
+) -> Report:
+    images = make_images(result, ct, mr)
+    text = build_report(result, images, patient_label, when)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return Report(text, images, path)
+
+
+def image_statistics(png: bytes) -> Tuple[int, int, float, int]:
+    """(width, height, pixel standard deviation, number of distinct colours) of a PNG: for tests."""
+    import io
+
+    from PIL import Image
+
+    im = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    return im.shape[1], im.shape[0], float(im.std()), len(np.unique(im.reshape(-1, 3), axis=0))

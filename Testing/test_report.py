@@ -1,0 +1,87 @@
+"""The HTML report: every Table-1 row with its value and status, and images that show real content."""
+
+import base64
+import io
+import re
+
+import numpy as np
+import pytest
+
+from SIBSpineSBRTLib.dose.grid import DoseGrid
+from SIBSpineSBRTLib.geometry.masks import Mask
+from SIBSpineSBRTLib.report.html_report import ImageInput, write_report
+from SIBSpineSBRTLib.report.text_table import STATUS_LABEL
+from SIBSpineSBRTLib.review.pipeline import CaseInput, review_case
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, demo_case, protocol):
+    c = demo_case
+    masks = {n: Mask(m, c.ct_geometry, n) for n, m in c.segments.items()}
+    result = review_case(CaseInput(c.name, c.level, masks, DoseGrid(c.dose_gy, c.dose_geometry)), protocol)
+    mr = ImageInput(c.ct.astype(float), c.ct_geometry)  # stands in for an MR: the fusion image is exercised
+    path = tmp_path_factory.mktemp("report") / "report.html"
+    return result, write_report(result, path, ImageInput(c.ct, c.ct_geometry), mr)
+
+
+def pixels(png):
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+
+
+def test_every_table_row_with_value_and_status(report):
+    result, rep = report
+    text = rep.path.read_text()
+    for r in result.rows:
+        row = re.search(rf"<tr><td>{re.escape(r.structure)}</td><td>{re.escape(r.metric)}</td>(.*?)</tr>", text, re.S)
+        assert row, (r.structure, r.metric)
+        assert f"{r.value:.2f} Gy" in row.group(1)
+        assert f'class="status {r.status}">{STATUS_LABEL[r.status]}<' in row.group(1)
+    assert f"Verdict: {result.verdict.upper()}" in text
+    for name in ("PTV", "PTV_Eval", "SpinalCord_PRV02"):
+        assert name in text and "exact margin" in text
+    assert "SIBSpineSBRT" in text and "Patient" not in text  # no patient field unless asked
+
+
+def test_images_show_content(report):
+    _, rep = report
+    embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', rep.path.read_text())
+    assert len(embedded) == 4  # DVH, axial dose, axial fusion, sagittal dose
+    for key in ("dvh", "axial_dose", "axial_fusion", "sagittal_dose"):
+        px = pixels(rep.images[key])
+        assert px.std() > 20 and len(np.unique(px.reshape(-1, 3), axis=0)) > 300, key
+        assert base64.b64encode(rep.images[key]).decode() in embedded
+    # The slices are centred on the GTV, which lies in the vertebral body right of the midline (+x).
+    # Radiological display: the cord (midline, posterior) must appear below and to the right of centre.
+    axial = pixels(rep.images["axial_dose"])
+    yellow = (axial[..., 0] > 200) & (axial[..., 1] > 200) & (axial[..., 2] < 60)  # cord outline (1, 1, 0)
+    assert yellow.sum() > 30
+    rows, cols = np.nonzero(yellow)
+    assert rows.mean() > axial.shape[0] / 2 + 40 and cols.mean() > axial.shape[1] / 2 + 5
+
+
+def test_patient_label_only_when_asked(report, tmp_path):
+    result, rep = report
+    from SIBSpineSBRTLib.report.html_report import build_report
+
+    assert "Doe^Jane" in build_report(result, rep.images, patient_label="Doe^Jane")
+    assert "Doe^Jane" not in rep.path.read_text()
+
+
+def test_image_shown_through_a_transform_lands_on_the_ct(demo_case):
+    """An image whose grid is the CT's shifted by t, shown through the CT->image transform (+t), must
+    reproduce the CT on any plane."""
+    from SIBSpineSBRTLib.geometry.grid import ImageGeometry
+    from SIBSpineSBRTLib.report.slices import plane_through, sample_image
+
+    g = demo_case.ct_geometry
+    t = np.array([3.0, -2.0, 1.5])
+    shifted = ImageGeometry(g.shape, tuple(np.asarray(g.origin) + t), g.spacing, g.directions)
+    to_image = np.eye(4)
+    to_image[:3, 3] = t
+    for orientation in ("axial", "sagittal"):
+        plane = plane_through((5.0, 0.0, 2.0), orientation, 40, 30)
+        a = sample_image(demo_case.ct, g, plane)
+        b = sample_image(demo_case.ct, shifted, plane, to_image)
+        assert np.allclose(a, b, equal_nan=True)
