@@ -28,10 +28,10 @@ def toy_masks(sacral=False):
     m = {
         "GTV": box((-4, 2, -4), (4, 8, 4)),
         "CTV": box((-10, 0, -10), (10, 12, 10)),
-        "SpinalCord": box((-2, -8, -24), (2, -4, 24)),
-        "ThecalSac": box((-4, -10, -24), (4, -2, 24)),
+        "SpinalCord": box((-2, -8, -25), (2, -4, 25)),  # cord, sac and canal run through every slice
+        "ThecalSac": box((-4, -10, -25), (4, -2, 25)),
     }
-    canal = box((-6, -12, -24), (6, 0, 24))
+    canal = box((-6, -12, -25), (6, 0, 25))
     if sacral:
         m["SacralCanal"] = canal
         m["SacralForamina"] = box((-10, 0, -3), (10, 2, 3))

@@ -65,7 +65,7 @@ def _whatif(ctx, result, out: Path, args) -> Path:
     from ..review.whatif import normalise_to_prescription
 
     p = result.protocol
-    what = normalise_to_prescription(result, role_overrides=_parse_roles(args.role))
+    what = normalise_to_prescription(result, role_overrides=_parse_roles(args.role), **_margins(args))
     add_dose_node(ctx.scene, what.dose)
     print(
         f"\nWhat-if: the whole dose x {what.factor:.4f} so that {p.prescription_structure} {p.prescription_metric} "
@@ -82,7 +82,9 @@ def cmd_demo(args) -> int:
 
     ctx = new_scene()
     protocol = load_protocol(args.protocol)
-    result, nodes = run_demo_review(ctx.scene, protocol, args.drop_segment or (), _parse_roles(args.role))
+    result, nodes = run_demo_review(
+        ctx.scene, protocol, args.drop_segment or (), _parse_roles(args.role), **_margins(args)
+    )
     return _report(ctx, result, Path(args.out), args, nodes.ct)
 
 
@@ -110,9 +112,56 @@ def cmd_review(args) -> int:
     dose = _load_dose(ctx, args.dose, args.dose_unit)
     name = args.name or Path(args.segmentation).name.split(".")[0]
     data = case_input_from_nodes(ctx.scene, seg, dose, args.level, name, reference_volume=ct)
-    result = review_case(data, protocol, _parse_roles(args.role))
+    result = review_case(data, protocol, _parse_roles(args.role), **_margins(args))
     store_review(ctx.scene, seg, result)
     return _report(ctx, result, Path(args.out), args, ct)
+
+
+def _margins(args):
+    from ..geometry.margins import Margins
+
+    try:
+        ptv = Margins.parse(args.ptv_margin_mm) if args.ptv_margin_mm else None
+        prv = None if args.prv_margin_mm is None else float(args.prv_margin_mm)
+    except ValueError as exc:
+        raise UsageError(f"--ptv-margin-mm/--prv-margin-mm: {exc}") from None
+    if prv is not None and not prv >= 0:
+        raise UsageError(f"--prv-margin-mm must be a number of mm >= 0; got {args.prv_margin_mm}.")
+    return {"ptv_margins": ptv, "prv_margin_mm": prv}
+
+
+def cmd_volumes(args) -> int:
+    import warnings
+
+    from ..mrml import segmentations as segs
+    from ..mrml import storage
+    from ..mrml.scene import new_scene
+    from ..mrml.volumes import volume_geometry
+    from ..protocol.model import load_protocol, normalise_level
+    from ..review.planning_volumes import plan_volumes
+
+    out = Path(args.out)
+    if not out.name.endswith(".seg.nrrd"):
+        raise UsageError(f"--out {out}: give a .seg.nrrd file name (RTSTRUCT .dcm output comes with --dicom input).")
+    protocol = load_protocol(args.protocol)
+    level = normalise_level(args.level)
+    ctx = new_scene()
+    seg = storage.load_segmentation(ctx.scene, args.segmentation)
+    geometry = volume_geometry(storage.load_volume(ctx.scene, args.ct, "CT")) if args.ct else None
+    masks = segs.read_segments(seg, geometry=geometry)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        planned = plan_volumes(protocol, masks, level, _parse_roles(args.role), **_margins(args))
+    for w in caught:
+        print(f"Warning: {w.message}", file=sys.stderr)
+    if planned.problems:
+        reasons = [planned.problem_message(protocol, n) for n in planned.problems]
+        raise UsageError("Planning volumes not built; nothing was written. " + " ".join(reasons))
+    for name, volume in planned.volumes.items():
+        segs.write_derived_segment(seg, volume.mask, name, protocol.structures[name].color, volume.recipe)
+        print(f"{name:18s} {volume.mask.volume_cc:8.2f} cc   {volume.recipe}")
+    print(f"Wrote {storage.save_segmentation(ctx.scene, seg, out)}")
+    return EXIT_PASS
 
 
 DEFAULT_DVH_METRICS = ("D2%", "D50%", "D90%", "D98%", "D0.03cc", "Dmean", "Dmax", "Dmin")
@@ -175,18 +224,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"SIBSpineSBRT {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def common(sp):
-        sp.add_argument(
-            "--out", default="out/review", help="output folder for metrics.json and review.mrb (default: %(default)s)"
-        )
-        sp.add_argument(
-            "--protocol", default=None, help="shipped protocol id or a protocol JSON file (default: mitsuyoshi2025)"
-        )
+    def planning(sp):
         sp.add_argument(
             "--role",
             action="append",
             metavar="ROLE=SEGMENT",
             help="use SEGMENT for protocol structure ROLE (repeatable)",
+        )
+        sp.add_argument("--ptv-margin-mm", metavar="LR,AP,SI|R,L,A,P,S,I", help="override the protocol's PTV margins")
+        sp.add_argument("--prv-margin-mm", metavar="MM", help="override the protocol's cord PRV margin")
+        sp.add_argument(
+            "--protocol", default=None, help="shipped protocol id or a protocol JSON file (default: mitsuyoshi2025)"
+        )
+
+    def common(sp):
+        planning(sp)
+        sp.add_argument(
+            "--out", default="out/review", help="output folder for metrics.json and review.mrb (default: %(default)s)"
         )
         sp.add_argument("--color", action="store_true", help="colour the status column")
         sp.add_argument("--no-report", action="store_true", help="skip the HTML report")
@@ -224,6 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--name", help="case name shown in the outputs (default: from the segmentation file; no patient name)"
     )
+    pv = sub.add_parser("volumes", help="build PTV, PTV_Eval and SpinalCord_PRV02 into a copy of a segmentation")
+    planning(pv)
+    pv.set_defaults(func=cmd_volumes)
+    pv.add_argument("--segmentation", required=True, help="input segmentation (.seg.nrrd); it is not modified")
+    pv.add_argument("--level", required=True, help="vertebral level of the target, C1-S5 (e.g. T8)")
+    pv.add_argument("--out", required=True, help="output .seg.nrrd: every input segment plus the planning volumes")
+    pv.add_argument("--ct", help="volume whose grid the volumes are built on (default: the segmentation's reference)")
+
     v = sub.add_parser("dvh", help="exact DVH metrics of segments in a dose volume")
     v.set_defaults(func=cmd_dvh)
     v.add_argument("--dose", required=True, help="dose volume (.nrrd, ...)")

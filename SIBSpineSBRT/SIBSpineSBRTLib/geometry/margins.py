@@ -25,8 +25,9 @@ spacing and margins (and cached):
   centre) the margin is the unit ball and the cube a parallelepiped, so the test is "the minimum-norm
   point of a small polytope has norm <= 1". It is solved exactly by enumerating active constraint sets
   (the minimum-norm point is the projection of the origin onto the affine hull of at most three
-  linearly independent active faces; every candidate is checked for feasibility). Asymmetric margins
-  split the axes whose two sides differ into half-spaces (octants), each with its own semi-axes.
+  linearly independent active faces; every candidate is checked for feasibility; sets with a condition
+  number above 1e12 count as dependent). Asymmetric margins split the axes whose two sides differ into
+  half-spaces (octants), each with its own semi-axes.
 
 The dilation runs on the structure's bounding box plus the margin reach, as runs of the footprint along
 one axis (shift-and-OR of booleans). Results are exact up to a tolerance of 1e-9 on the normalised
@@ -303,15 +304,33 @@ def _expand_array(src: np.ndarray, geometry: ImageGeometry, margins: Margins, na
     ghi = np.minimum(hi, np.array(src.shape))
     kept = grown[tuple(slice(a - p, b - p) for a, b, p in zip(glo, ghi, lo))]
     out[tuple(slice(a, b) for a, b in zip(glo, ghi))] = kept
-    if np.any(lo < 0) or np.any(hi > np.array(src.shape)):
-        if np.count_nonzero(grown) > np.count_nonzero(kept):
-            warnings.warn(
-                f"{name or 'Expansion'}: the margin reaches beyond the image grid ({geometry.describe()}); "
-                f"the result is clipped at the grid edge. Pad the image or segmentation geometry to keep it whole.",
-                GeometryWarning,
-                stacklevel=3,
-            )
+    # Warn only where the margin is cut off at a grid edge the structure itself does not reach: a structure
+    # that runs off the grid (the cord at the ends of the scan) is cut by the scan, not by us.
+    lost = []
+    box_lo = lo + np.array(fp.shape) // 2
+    box_hi = hi - np.array(fp.shape) // 2
+    for axis in range(3):
+        n = src.shape[axis]
+        if lo[axis] < 0 and box_lo[axis] > 0 and grown[_along(axis, 0, -lo[axis])].any():
+            lost.append(_edge_direction(geometry, axis, -1))
+        if hi[axis] > n and box_hi[axis] < n and grown[_along(axis, n - lo[axis], grown.shape[axis])].any():
+            lost.append(_edge_direction(geometry, axis, +1))
+    if lost:
+        warnings.warn(
+            f"{name or 'Expansion'}: the margin reaches beyond the image grid towards {', '.join(lost)} "
+            f"({geometry.describe()}); the result is clipped there. Pad the image or segmentation geometry to "
+            "keep it whole.",
+            GeometryWarning,
+            stacklevel=3,
+        )
     return out
+
+
+def _edge_direction(geometry: ImageGeometry, axis: int, sign: int) -> str:
+    """Patient direction (R, L, A, P, S or I) nearest to moving along numpy ``axis`` by ``sign``."""
+    v = sign * geometry.direction_matrix[:, 2 - axis]
+    a = int(np.argmax(np.abs(v)))
+    return ("LR", "PA", "IS")[a][int(v[a] > 0)]
 
 
 def expand(mask: Mask, margins: Margins, name: str = "") -> Mask:

@@ -19,8 +19,10 @@ def run_demo_review(
     protocol: Optional[Protocol] = None,
     drop_segments: Iterable[str] = (),
     role_overrides: Optional[Mapping[str, str]] = None,
+    **review_options,
 ) -> Tuple[ReviewResult, CaseNodes]:
-    """Build the synthetic T8 case in ``scene``, review it and store the results back in the scene."""
+    """Build the synthetic T8 case in ``scene``, review it and store the results back in the scene
+    (``review_options``: ``ptv_margins``, ``prv_margin_mm`` as ``review_case`` takes them)."""
     protocol = protocol or load_protocol()
     case = build_demo_case()
     for name in drop_segments:
@@ -29,7 +31,7 @@ def run_demo_review(
         del case.segments[name]
     nodes = add_case_nodes(scene, case)
     data = case_input_from_nodes(scene, nodes.segmentation, nodes.dose, case.level, case.name)
-    result = review_case(data, protocol, role_overrides)
+    result = review_case(data, protocol, role_overrides, **review_options)
     store_review(scene, nodes.segmentation, result)
     return result, nodes
 

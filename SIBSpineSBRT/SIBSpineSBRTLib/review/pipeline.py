@@ -16,8 +16,8 @@ from ..geometry.margins import Margins
 from ..geometry.masks import Mask
 from ..protocol import evaluate as ev
 from ..protocol.model import Constraint, Protocol, normalise_level
-from ..protocol.roles import RoleResolution, resolve_roles
-from .planning_volumes import PlanningVolume, build_planning_volumes, volume_sources
+from ..protocol.roles import RoleResolution
+from .planning_volumes import PlanningVolume, plan_volumes
 
 
 @dataclass
@@ -72,9 +72,8 @@ def review_case(
     messages: List[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        resolution = resolve_roles(protocol, list(case.masks), role_overrides)
-        by_role = {r: case.masks[s] for r, s in resolution.segment_for_role.items() if s is not None}
-        volumes, volume_problems = build_planning_volumes(protocol, by_role, level, ptv_margins, prv_margin_mm)
+        planned = plan_volumes(protocol, case.masks, level, role_overrides, ptv_margins, prv_margin_mm)
+        resolution, volumes, volume_problems = planned.resolution, planned.volumes, planned.problems
         structures = structure_masks(resolution, case.masks, volumes)
 
         dvhs: Dict[str, DVH] = {}
@@ -95,10 +94,7 @@ def review_case(
 
     def why_missing(structure: str) -> str:
         if structure in volume_problems:
-            unresolved = [r for r in volume_sources(level)[structure] if resolution.get(r) is None]
-            return " ".join(
-                [volume_problems[structure], *[resolution.missing_message(protocol, r) for r in unresolved]]
-            )
+            return planned.problem_message(protocol, structure)
         if structure in dvh_problems:
             return dvh_problems[structure]
         if structure not in structures:

@@ -20,6 +20,7 @@ from .. import __version__
 from ..geometry.margins import Margins, expand
 from ..geometry.masks import Mask, union_all
 from ..protocol.model import Protocol, is_sacral, level_index, normalise_level
+from ..protocol.roles import RoleResolution, resolve_roles
 from ..warnings import ProtocolWarning
 
 PTV, PTV_EVAL, PRV = "PTV", "PTV_Eval", "SpinalCord_PRV02"
@@ -106,3 +107,34 @@ def build_planning_volumes(
             stacklevel=2,
         )
     return built, problems
+
+
+@dataclass
+class PlanningOutcome:
+    """Planning volumes built for a case, with the reason for each one that could not be built."""
+
+    level: str
+    resolution: RoleResolution
+    volumes: Dict[str, PlanningVolume]
+    problems: Dict[str, str]
+
+    def problem_message(self, protocol: Protocol, name: str) -> str:
+        """Why ``name`` was not built, naming any missing source segment and the segments found."""
+        unresolved = [r for r in volume_sources(self.level)[name] if self.resolution.get(r) is None]
+        return " ".join([self.problems[name], *[self.resolution.missing_message(protocol, r) for r in unresolved]])
+
+
+def plan_volumes(
+    protocol: Protocol,
+    masks: Mapping[str, Mask],
+    level: str,
+    role_overrides: Optional[Mapping[str, str]] = None,
+    ptv_margins: Optional[Margins] = None,
+    prv_margin_mm: Optional[float] = None,
+) -> PlanningOutcome:
+    """Resolve the protocol roles among the segments (segment name -> mask) and build the planning volumes."""
+    level = normalise_level(level)
+    resolution = resolve_roles(protocol, list(masks), role_overrides)
+    by_role = {r: masks[s] for r, s in resolution.segment_for_role.items() if s is not None}
+    volumes, problems = build_planning_volumes(protocol, by_role, level, ptv_margins, prv_margin_mm)
+    return PlanningOutcome(level, resolution, volumes, problems)
