@@ -85,3 +85,17 @@ def test_image_shown_through_a_transform_lands_on_the_ct(demo_case):
         a = sample_image(demo_case.ct, g, plane)
         b = sample_image(demo_case.ct, shifted, plane, to_image)
         assert np.allclose(a, b, equal_nan=True)
+
+
+def test_csv_has_one_row_per_constraint(report, tmp_path):
+    import csv
+
+    from SIBSpineSBRTLib.report.metrics_csv import write_metrics_csv
+
+    result, _ = report
+    rows = list(csv.DictReader(write_metrics_csv(result, tmp_path / "m.csv").open()))
+    assert [(r["structure"], r["metric"], r["status"]) for r in rows] == [
+        (r.structure, r.metric, r.status) for r in result.rows
+    ]
+    assert float(rows[4]["value"]) == pytest.approx(result.rows[4].value, abs=1e-4)
+    assert rows[4]["alpha_beta_gy"] == "6.0" and float(rows[4]["eqd2_gy"]) > float(rows[4]["value"])

@@ -105,17 +105,21 @@ def parse_metric(name: str) -> MetricSpec:
 
 
 def _floor_spreads(a: np.ndarray) -> np.ndarray:
-    """Half-widths floored for stability; the largest gives back what the floors added, so each box's
-    dose range (and so Dmax and Dmin) is unchanged."""
-    a = np.asarray(a, dtype=np.float64)
+    """Half-widths (float64 copy) floored for stability; the largest gives back what the floors added, so
+    each box's dose range (and so Dmax and Dmin) is unchanged."""
+    a = np.array(a, dtype=np.float64)
     floor = _SPREAD_REL_FLOOR * a.sum(axis=1) + _SPREAD_ABS_FLOOR
-    b = np.maximum(a, floor[:, None])
-    rows = np.arange(len(a))
-    big = np.argmax(a, axis=1)
-    largest = b[rows, big] - (b - a).sum(axis=1)
-    ok = largest >= floor
-    b[rows[ok], big[ok]] = largest[ok]
-    return b
+    need = np.nonzero((a < floor[:, None]).any(axis=1))[0]
+    if len(need):
+        sub, f = a[need], floor[need]
+        b = np.maximum(sub, f[:, None])
+        rows = np.arange(len(need))
+        big = np.argmax(sub, axis=1)
+        largest = b[rows, big] - (b - sub).sum(axis=1)
+        ok = largest >= f
+        b[rows[ok], big[ok]] = largest[ok]
+        a[need] = b
+    return a
 
 
 def _fraction_at_or_above(d: np.ndarray, a: np.ndarray, levels: np.ndarray, density: bool = False):
@@ -135,10 +139,14 @@ def _fraction_at_or_above(d: np.ndarray, a: np.ndarray, levels: np.ndarray, dens
     p = 2.0 * a / total[:, None]
     if levels.ndim == 2:
         d, total, p = d[:, None], total[:, None], p[:, None, :]
-    x = np.clip((d - levels) / total + 0.5, 0.0, 1.0)
+    return _fraction_normalised((d - levels) / total + 0.5, p[..., 0], p[..., 1], p[..., 2], total, density)
+
+
+def _fraction_normalised(x, p1, p2, p3, total, density: bool = False):
+    """``_fraction_at_or_above`` for x = (d - D) / (2 sum a) + 1/2 and p_m = a_m / sum a."""
+    x = np.clip(x, 0.0, 1.0)
     flip = x > 0.5
     x = np.where(flip, 1.0 - x, x)
-    p1, p2, p3 = p[..., 0], p[..., 1], p[..., 2]
     num = x * x * x
     slope = x * x if density else None
     for corner, sign in ((p1, -1.0), (p2, -1.0), (p3, -1.0), (p1 + p2, 1.0), (p1 + p3, 1.0), (p2 + p3, 1.0)):
@@ -157,26 +165,31 @@ def _fraction_at_or_above(d: np.ndarray, a: np.ndarray, levels: np.ndarray, dens
 
 class _SpreadIndex:
     """The samples grouped by half-width (powers of two below the largest), each group sorted by centre
-    dose: the boxes whose dose range can reach a level are then found by binary search in each group."""
+    dose: the boxes whose dose range can reach a level are then found by binary search in each group.
+    Half-widths stay in the caller's (N, 3) array and are floored when a window of them is used."""
 
     n_groups = 12
 
-    def __init__(self, d: np.ndarray, a: np.ndarray, w: np.ndarray) -> None:
-        half = a.sum(axis=1)
-        top = float(half.max())
-        group = np.clip(np.floor(np.log2(top / half)), 0, self.n_groups - 1).astype(np.int64)
-        order = np.lexsort((-d, group))
-        self.d, self.a, self.w, self.half = d[order], a[order], w[order], half[order]
-        self.neg = -self.d
+    def __init__(self, d: np.ndarray, spreads: np.ndarray, w: np.ndarray) -> None:
+        # an upper bound of each floored box's total half-width (flooring keeps it, or adds < 3e-9 Gy)
+        half = spreads.sum(axis=1, dtype=np.float64) + 3 * _SPREAD_ABS_FLOOR
+        group = np.clip(np.floor(np.log2(float(half.max()) / half)), 0, self.n_groups - 1).astype(np.int64)
+        order = np.argsort(group, kind="stable")  # d is sorted from high to low already
+        self.order, self.spreads = order, spreads
+        self.neg = -d[order]  # ascending inside each group
+        self.w = w[order]
         self.cum = np.concatenate([[0.0], np.cumsum(self.w)])
         bounds = np.searchsorted(group[order], np.arange(self.n_groups + 1))
         self.groups = [
-            (int(s), int(e), float(self.half[s:e].max()))
-            for s, e in zip(bounds[:-1], bounds[1:]) if e > s
+            (int(s), int(e), float(half[order[s:e]].max())) for s, e in zip(bounds[:-1], bounds[1:]) if e > s
         ]
 
+    def boxes(self, idx) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(centre doses, floored half-widths (n, 3), volumes) of the boxes at positions ``idx``."""
+        return -self.neg[idx], _floor_spreads(self.spreads[self.order[idx]]), self.w[idx]
+
     def _window(self, lo_level: float, hi_level: float):
-        """(volume of boxes entirely at or above hi_level, indices of boxes straddling some level)."""
+        """(volume of boxes entirely at or above hi_level, positions of boxes straddling some level)."""
         base = 0.0
         parts = []
         for s, e, h in self.groups:
@@ -184,7 +197,8 @@ class _SpreadIndex:
             i1 = s + int(np.searchsorted(self.neg[s:e], -(lo_level - h), side="left"))
             base += self.cum[i0] - self.cum[s]
             if i1 > i0:
-                d, half = self.d[i0:i1], self.half[i0:i1]
+                d = -self.neg[i0:i1]
+                half = self.spreads[self.order[i0:i1]].sum(axis=1, dtype=np.float64)
                 above = d - half >= hi_level
                 base += float(self.w[i0:i1][above].sum())
                 parts.append(i0 + np.nonzero(~above & (d + half > lo_level))[0])
@@ -198,8 +212,8 @@ class _SpreadIndex:
         out = np.full(len(levels), base)
         rows = max(1, _BLOCK // max(len(levels), 1))
         for s in range(0, len(idx), rows):
-            sel = idx[s : s + rows]
-            out += np.einsum("p,pk->k", self.w[sel], _fraction_at_or_above(self.d[sel], self.a[sel], levels[None, :]))
+            d, a, w = self.boxes(idx[s : s + rows])
+            out += np.einsum("p,pk->k", w, _fraction_at_or_above(d, a, levels[None, :]))
         return out
 
     def bracket(self, cc: float, lo: float, hi: float) -> Tuple[float, float]:
@@ -227,7 +241,7 @@ class _SpreadIndex:
         that straddle the bracket (the others are wholly above or below every dose in it)."""
         lo, hi = self.bracket(cc, lo, hi)
         base, idx = self._window(lo, hi)
-        d, a, w = self.d[idx], self.a[idx], self.w[idx]
+        d, a, w = self.boxes(idx)
         level = 0.5 * (lo + hi)
         for _ in range(100):
             frac, dens = _fraction_at_or_above(d, a, np.full(len(d), level), density=True)
@@ -241,7 +255,7 @@ class _SpreadIndex:
             step = level + (v - cc) / slope if slope > 0 else np.nan
             level = step if lo < step < hi else 0.5 * (lo + hi)
         if slope <= 0 and v >= cc:  # V is flat here: the answer is the bottom of the next box above
-            bottoms = self.d - self.half
+            bottoms = -self.neg - self.spreads[self.order].sum(axis=1, dtype=np.float64)
             above = bottoms[bottoms > level]
             return float(above.min()) if len(above) else level
         return float(level)
@@ -317,11 +331,10 @@ class DVH:
             object.__setattr__(self, "_max", float(d[0]))
             object.__setattr__(self, "_min", float(d[-1]))
             return
-        a = np.asarray(self.spreads, dtype=np.float64)
+        a = np.asarray(self.spreads)
         if a.shape != (len(d), 3) or np.any(a < 0):
             raise DoseError(f"{self.structure}: spreads must be (N, 3) half-widths >= 0.")
-        a = _floor_spreads(a)
-        half = a.sum(axis=1)
+        half = a.sum(axis=1, dtype=np.float64)  # flooring keeps each box's range (module docstring)
         object.__setattr__(self, "_index", _SpreadIndex(d, a, weights))
         object.__setattr__(self, "_max", float(np.max(d + half)))
         object.__setattr__(self, "_min", float(np.min(d - half)))
@@ -405,7 +418,9 @@ class DVH:
         if self._index is None:
             return levels, 100.0 * self.volumes_at_doses_cc(levels) / self.evaluated_volume_cc
         ix = self._index
-        lo, hi = ix.d - ix.half, ix.d + ix.half
+        d = -ix.neg
+        half = ix.spreads[ix.order].sum(axis=1, dtype=np.float64)
+        lo, hi = d - half, d + half
         # levels k <= floor(lo / step) are fully at or below the box: the whole box counts
         k_full = np.clip(np.floor(lo / step_gy).astype(np.int64), -1, n_levels - 1)
         hist = np.bincount(k_full + 1, weights=ix.w, minlength=n_levels + 1)
@@ -414,15 +429,19 @@ class DVH:
         first = k_full + 1
         last = np.minimum(np.ceil(hi / step_gy).astype(np.int64) - 1, n_levels - 1)
         counts = np.maximum(last - first + 1, 0)
+        # boxes sorted by how many levels they straddle: level offset m concerns a prefix of them
         todo = np.nonzero(counts)[0]
-        rows = max(1, _BLOCK // max(1, int(counts.max(initial=0))))
-        for s in range(0, len(todo), rows):
-            sel = todo[s : s + rows]
-            reps = counts[sel]
-            owner = np.repeat(sel, reps)
-            k = first[owner] + np.arange(len(owner)) - np.repeat(np.cumsum(reps) - reps, reps)
-            frac = _fraction_at_or_above(ix.d[owner], ix.a[owner], levels[k])
-            vol += np.bincount(k, weights=ix.w[owner] * frac, minlength=n_levels)
+        todo = todo[np.argsort(-counts[todo], kind="stable")]
+        box_d, box_a, box_w = ix.boxes(todo)
+        first, counts = first[todo], counts[todo]
+        total = 2.0 * box_a.sum(axis=1)
+        p = 2.0 * box_a / total[:, None]
+        for m in range(int(counts[0]) if len(counts) else 0):
+            n = int(np.searchsorted(-counts, -m, side="left"))  # boxes with more than m levels
+            k = first[:n] + m
+            x = (box_d[:n] - levels[k]) / total[:n] + 0.5
+            frac = _fraction_normalised(x, p[:n, 0], p[:n, 1], p[:n, 2], total[:n])
+            vol += np.bincount(k, weights=box_w[:n] * frac, minlength=n_levels)
         return levels, 100.0 * vol / self.evaluated_volume_cc
 
 
@@ -478,7 +497,8 @@ def dvh_from_boxes(
             stacklevel=stacklevel + 1,
         )
     d = np.concatenate(doses)
-    order = np.argsort(-d, kind="stable")
+    order = np.argsort(-d.astype(np.float32))  # fast, nearly sorted; then exact (cheap on sorted data)
+    order = order[np.argsort(-d[order], kind="stable")]
     a = np.concatenate(spreads)[order]
     w = np.concatenate(weights)[order]
     volume = float(total if volume_cc is None else volume_cc)

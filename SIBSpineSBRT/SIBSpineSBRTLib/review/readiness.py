@@ -1,19 +1,62 @@
-"""What a front end may offer: which actions are possible now, and what is missing for the others."""
+"""What a front end may offer now, and what is missing for the rest: the panel's buttons are enabled,
+or disabled with these sentences as their tooltip. No Qt here; the Slicer widget and the web app bind to it."""
 
 from __future__ import annotations
 
-from typing import List, Optional
+from dataclasses import dataclass
+from typing import Dict, List, Optional
 
 from ..protocol.model import LEVELS
 
+REGISTER, BUILD, EVALUATE, NORMALISE, REPORT, RTSTRUCT = (
+    "register",
+    "build_volumes",
+    "evaluate",
+    "normalise",
+    "export_report",
+    "export_rtstruct",
+)
+
+
+@dataclass
+class PanelState:
+    """What the user has chosen and what has been computed so far."""
+
+    ct: bool = False
+    mr: bool = False
+    segmentation: bool = False
+    dose: bool = False
+    level: Optional[str] = None
+    evaluated: bool = False  # a review result exists for the current inputs
+    prescription_metric_known: bool = False  # the review could compute the prescription metric
+    volumes_built: bool = False
+    ct_from_dicom: bool = False  # the CT carries DICOM UIDs, so an RTSTRUCT can reference it
+
+
+def _level_ok(level: Optional[str]) -> bool:
+    return bool(level) and str(level).upper() in LEVELS
+
+
+def missing_for(state: PanelState) -> Dict[str, List[str]]:
+    """For each action, the sentences saying what is missing (an empty list: the action is possible)."""
+    seg = [] if state.segmentation else ["Choose the segmentation (GTV, CTV, cord, thecal sac, canal)."]
+    level = [] if _level_ok(state.level) else ["Choose the vertebral level of the target (C1-S5)."]
+    dose = [] if state.dose else ["Choose the plan's dose volume."]
+    ct = [] if state.ct else ["Choose the planning CT."]
+    out = {
+        REGISTER: ct + ([] if state.mr else ["Choose the MR to register to the CT."]),
+        BUILD: seg + level,
+        EVALUATE: seg + dose + level,
+        NORMALISE: []
+        if state.evaluated and state.prescription_metric_known
+        else ["Evaluate the plan first; the prescription structure (PTV_Eval) must be evaluable."],
+        REPORT: [] if state.evaluated else ["Evaluate the plan first."],
+        RTSTRUCT: ([] if state.volumes_built else ["Build the planning volumes first."])
+        + ([] if state.ct_from_dicom else ["The CT must come from DICOM so the RTSTRUCT can reference its series."]),
+    }
+    return out
+
 
 def evaluate_missing(segmentation_present: bool, dose_present: bool, level: Optional[str]) -> List[str]:
-    """Inputs missing before a plan can be evaluated (empty when it can), as sentences for a tooltip."""
-    missing = []
-    if not segmentation_present:
-        missing.append("Choose the segmentation holding GTV, CTV, cord, thecal sac and canal.")
-    if not dose_present:
-        missing.append("Choose the plan's dose volume.")
-    if not level or str(level).upper() not in LEVELS:
-        missing.append("Choose the vertebral level of the target (C1-S5).")
-    return missing
+    """Inputs missing before a plan can be evaluated (empty when it can)."""
+    return missing_for(PanelState(segmentation=segmentation_present, dose=dose_present, level=level))[EVALUATE]
