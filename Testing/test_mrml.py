@@ -134,6 +134,8 @@ def test_segmentation_without_reference_geometry_is_named(scene):
 
 
 def test_dose_units(scene):
+    import slicer
+
     from SIBSpineSBRTLib.mrml.volumes import (
         DOSE_VOLUME_ATTRIBUTE,
         add_volume,
@@ -144,9 +146,14 @@ def test_dose_units(scene):
 
     g = GEOMETRIES["identity"]
     node = add_volume(scene.scene, np.full(g.shape, 3000.0, np.float32), g, "Dose")
-    with pytest.raises(DoseError, match="Dose has no dose unit"):
+    with pytest.raises(DoseError, match="not marked as a dose volume"):
         dose_grid_from_node(scene.scene, node)
+    ct = add_volume(scene.scene, np.zeros(g.shape, np.int16), g, "CT")
     mark_as_dose(scene.scene, node, "cGy")
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene.scene)
+    sh.SetItemParent(sh.CreateItem(sh.GetSceneItemID(), ct), sh.GetItemParent(sh.GetItemByDataNode(node)))
+    with pytest.raises(DoseError, match="CT is not marked as a dose volume"):  # same study, so it "has" GY
+        dose_grid_from_node(scene.scene, ct)
     assert node.GetAttribute(DOSE_VOLUME_ATTRIBUTE) == "1" and dose_unit(scene.scene, node) == "CGY"
     assert dose_grid_from_node(scene.scene, node).max_gy == pytest.approx(30.0)
     with pytest.raises(DoseError, match="not a physical dose unit"):

@@ -32,7 +32,7 @@ def pixels(png):
 
 def test_every_table_row_with_value_and_status(report):
     result, rep = report
-    text = rep.path.read_text()
+    text = rep.path.read_text(encoding="utf-8")
     for r in result.rows:
         row = re.search(rf"<tr><td>{re.escape(r.structure)}</td><td>{re.escape(r.metric)}</td>(.*?)</tr>", text, re.S)
         assert row, (r.structure, r.metric)
@@ -46,7 +46,7 @@ def test_every_table_row_with_value_and_status(report):
 
 def test_images_show_content(report):
     _, rep = report
-    embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', rep.path.read_text())
+    embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', rep.path.read_text(encoding="utf-8"))
     assert len(embedded) == 4  # DVH, axial dose, axial fusion, sagittal dose
     for key in ("dvh", "axial_dose", "axial_fusion", "sagittal_dose"):
         px = pixels(rep.images[key])
@@ -66,7 +66,7 @@ def test_patient_label_only_when_asked(report, tmp_path):
     from SIBSpineSBRTLib.report.html_report import build_report
 
     assert "Doe^Jane" in build_report(result, rep.images, patient_label="Doe^Jane")
-    assert "Doe^Jane" not in rep.path.read_text()
+    assert "Doe^Jane" not in rep.path.read_text(encoding="utf-8")
 
 
 def test_image_shown_through_a_transform_lands_on_the_ct(demo_case):

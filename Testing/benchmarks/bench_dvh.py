@@ -162,7 +162,11 @@ def labelmap_section():
             dose = linear_dose(g, centre)
             truth = VoxelisedTruth(
                 mask.geometry.ijk_to_ras_points(np.stack(np.nonzero(mask.array)[::-1], axis=1)),
-                np.eye(3), CT_SPACING, g, 30.0, centre,
+                np.eye(3),
+                CT_SPACING,
+                g,
+                30.0,
+                centre,
             )
             ours, t_ours = best_time(lambda mask=mask, dose=dose: _metrics(compute_dvh(mask, dose), metrics))
             base, t_base = best_time(lambda mask=mask, dose=dose: _metrics(VoxelCentreDVH(mask, dose), metrics))
@@ -267,10 +271,13 @@ warnings.simplefilter("ignore")
 import logging; logging.disable(logging.CRITICAL)
 from dicompylercore import dvhcalc
 names = json.loads(sys.argv[3])
+options = json.loads(sys.argv[4])  # {} as shipped, or interpolation_resolution / _segments_between_planes
+if "interpolation_resolution" in options:
+    options["interpolation_resolution"] = tuple(options["interpolation_resolution"])
 best = None
-for _ in range(3):
+for _ in range(2 if options else 3):
     t0 = time.perf_counter()
-    dvh = dvhcalc.get_dvh(sys.argv[1], sys.argv[2], 1)
+    dvh = dvhcalc.get_dvh(sys.argv[1], sys.argv[2], 1, **options)
     best = min(best or 1e9, time.perf_counter() - t0)
 out = {"time": best, "volume": float(dvh.volume), "Dmean": float(dvh.mean), "Dmax": float(dvh.max),
        "Dmin": float(dvh.min)}
@@ -291,8 +298,11 @@ def contour_section(dicompyler_python):
         print(f"(dicompyler python {dicompyler_python} not found: dicompyler-core skipped)")
     timing = []
     for shape_name, spacing, axis in [
-        ("sphere", 3.0, "AP"), ("sphere", 3.0, "SI"), ("sphere", 1.0, "AP"),
-        ("cone_SI_apex_sup", 2.0, "SI"), ("rotated_cone_AP", 3.0, "SI"),
+        ("sphere", 3.0, "AP"),
+        ("sphere", 3.0, "SI"),
+        ("sphere", 1.0, "AP"),
+        ("cone_SI_apex_sup", 2.0, "SI"),
+        ("rotated_cone_AP", 3.0, "SI"),
     ]:
         shape = shapes[shape_name]
         planes = contour_planes(shape, spacing)
@@ -305,35 +315,66 @@ def contour_section(dicompyler_python):
         smooth = ExtendedSolidTruth(shape, planes[0][0], planes[-1][0], spacing / 2, axis)
         ours, t_ours = best_time(lambda structure=structure, dose=dose: _metrics(compute_dvh(structure, dose), metrics))
         vol_ours = structure.volume_cc
-        dpl = None
+        dpl = dpi = None
         if have_dpl:
+            # as shipped, and with its interpolation (in-plane dose at spacing/4, 2 segments between planes)
+            interp = {
+                "interpolation_resolution": [spacing / 4, spacing / 4],
+                "interpolation_segments_between_planes": 2,
+            }
             with tempfile.TemporaryDirectory() as tmp:
                 rs, rd = os.path.join(tmp, "rs.dcm"), os.path.join(tmp, "rd.dcm")
                 frame = write_rtstruct(rs, shape_name, rings)
                 write_rtdose(rd, dose, frame)
-                run = subprocess.run(
-                    [dicompyler_python, "-c", DICOMPYLER_SCRIPT, rs, rd, json.dumps(list(metrics[:6]))],
-                    capture_output=True, text=True, check=False,
-                )
-                if run.returncode == 0:
-                    dpl = json.loads(run.stdout.strip().splitlines()[-1])
-                else:
-                    print("dicompyler-core failed:", run.stderr.strip().splitlines()[-1:])
+                results = []
+                for options in ({}, interp):
+                    run = subprocess.run(
+                        [
+                            dicompyler_python,
+                            "-c",
+                            DICOMPYLER_SCRIPT,
+                            rs,
+                            rd,
+                            json.dumps(list(metrics[:6])),
+                            json.dumps(options),
+                        ],
+                        capture_output=True,
+                        text=True,
+                        check=False,
+                    )
+                    if run.returncode == 0:
+                        results.append(json.loads(run.stdout.strip().splitlines()[-1]))
+                    else:
+                        print("dicompyler-core failed:", run.stderr.strip().splitlines()[-1:])
+                        results.append(None)
+                dpl, dpi = results
         label = f"{shape_name} {spacing:g} mm {axis}"
-        print(f"\n{label}: volume slab {slab.volume_cc:.4f} cc, smooth {smooth.volume_cc:.4f}, ours {vol_ours:.4f}"
-              + (f", dicompyler {dpl['volume']:.4f}" if dpl else ""))
-        print(f"{'metric':8s} {'smooth':>8s} {'slab':>8s} {'ours':>8s} {'ours-slab':>9s} {'ours %':>7s}"
-              + (f" {'dicompyler':>10s} {'dpl %':>7s}" if dpl else ""))
+        print(
+            f"\n{label}: volume slab {slab.volume_cc:.4f} cc, smooth {smooth.volume_cc:.4f}, ours {vol_ours:.4f}"
+            + (f", dicompyler {dpl['volume']:.4f}" if dpl else "")
+        )
+        print(
+            f"{'metric':8s} {'smooth':>8s} {'slab':>8s} {'ours':>8s} {'ours-slab':>9s} {'ours %':>7s}"
+            + (f" {'dicompyler':>10s} {'dpl %':>7s}" if dpl else "")
+            + (f" {'interp.':>10s} {'int %':>7s}" if dpi else "")
+        )
         for m in metrics:
             sm, sl, o = smooth.metric(m), slab.metric(m), ours[m]
             line = f"{m:8s} {sm:8.3f} {sl:8.3f} {o:8.3f} {o - sl:+9.4f} {100 * (o - sm) / sm:+7.2f}"
-            if dpl and m in dpl:
-                line += f" {dpl[m]:10.3f} {100 * (dpl[m] - sm) / sm:+7.2f}"
+            for d in (dpl, dpi):
+                if d and m in d:
+                    line += f" {d[m]:10.3f} {100 * (d[m] - sm) / sm:+7.2f}"
             print(line)
-        timing.append((label, t_ours, dpl["time"] if dpl else None))
-    print(f"\n{'case':28s} {'ours ms':>8s} {'dicompyler ms':>13s} {'ratio':>6s}")
-    for label, a, b in timing:
-        print(f"{label:28s} {a * 1e3:8.1f} {(b or float('nan')) * 1e3:13.1f} {a / b if b else float('nan'):6.2f}")
+        timing.append((label, t_ours, dpl["time"] if dpl else None, dpi["time"] if dpi else None))
+    print("\nTimes (ms). Ratio = dicompyler time / ours (> 1: ours is faster). 'interp.' = dicompyler with")
+    print("interpolation_resolution = spacing/4 and 2 segments between planes, its more accurate mode.")
+    print(f"{'case':28s} {'ours':>8s} {'dicompyler':>11s} {'ratio':>6s} {'interp.':>9s} {'ratio':>6s}")
+    nan = float("nan")
+    for label, a, b, c in timing:
+        print(
+            f"{label:28s} {a * 1e3:8.1f} {(b or nan) * 1e3:11.1f} {(b / a if b else nan):6.2f}"
+            f" {(c or nan) * 1e3:9.1f} {(c / a if c else nan):6.2f}"
+        )
 
 
 # -- speed on a case ------------------------------------------------------------------------------------
@@ -365,8 +406,10 @@ def speed_section():
         total += t_ours
         total_base += t_base
         n = "x".join(str(v) for v in dvh.supersampling)
-        print(f"{name:16s} {mask.volume_cc:7.2f} {n:>9s} {len(dvh.doses):9d} {t_ours * 1e3:8.1f} {t_base * 1e3:8.1f} "
-              f"{t_ours / t_base:6.2f}")
+        print(
+            f"{name:16s} {mask.volume_cc:7.2f} {n:>9s} {len(dvh.doses):9d} {t_ours * 1e3:8.1f} {t_base * 1e3:8.1f} "
+            f"{t_ours / t_base:6.2f}"
+        )
     print(f"{'all six':46s} {total * 1e3:8.1f} {total_base * 1e3:8.1f} {total / total_base:6.2f}")
 
 
@@ -376,11 +419,25 @@ def _with_metrics(dvh, names):
     return dvh
 
 
+def ensure_dicompyler_venv() -> str:
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    from dicompyler_env import dicompyler_python
+
+    return dicompyler_python()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dicompyler-python", default=None, help="python of a venv with dicompyler-core")
+    parser.add_argument(
+        "--dicompyler",
+        action="store_true",
+        help="create (once) a pinned dicompyler-core venv under ~/.cache (Testing/dicompyler_env.py) and use it",
+    )
     parser.add_argument("--skip", nargs="*", default=[], choices=["labelmap", "contours", "speed"])
     args = parser.parse_args(argv)
+    if args.dicompyler and not args.dicompyler_python:
+        args.dicompyler_python = ensure_dicompyler_venv()
     warnings.simplefilter("ignore")
     if "labelmap" not in args.skip:
         labelmap_section()

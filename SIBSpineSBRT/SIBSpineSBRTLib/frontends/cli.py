@@ -107,11 +107,26 @@ def cmd_review(args) -> int:
 
     protocol = load_protocol(args.protocol)
     ctx = new_scene()
-    ct = storage.load_volume(ctx.scene, args.ct, "CT") if args.ct else None
-    seg = storage.load_segmentation(ctx.scene, args.segmentation)
-    dose = _load_dose(ctx, args.dose, args.dose_unit)
-    name = args.name or Path(args.segmentation).name.split(".")[0]
-    data = case_input_from_nodes(ctx.scene, seg, dose, args.level, name, reference_volume=ct)
+    if args.dicom:
+        if args.segmentation or args.dose or args.ct:
+            raise UsageError("--dicom reads the whole case folder: leave out --segmentation, --dose and --ct.")
+        from ..caseio.case_loader import load_dicom_case
+
+        case = load_dicom_case(args.dicom, ctx, on_dose_error="record")
+        for m in case.messages:
+            print(m, file=sys.stderr)
+        if case.segmentation is None:
+            raise UsageError(f"{args.dicom}: no RTSTRUCT in the case folder; the review needs the structure set.")
+        ct, seg = case.ct, case.segmentation
+        data = case.case_input(args.level, args.name or case.default_name)
+    else:
+        if not (args.segmentation and args.dose):
+            raise UsageError("Give --dicom CASE_DIR, or --segmentation and --dose (with --dose-unit).")
+        ct = storage.load_volume(ctx.scene, args.ct, "CT") if args.ct else None
+        seg = storage.load_segmentation(ctx.scene, args.segmentation)
+        dose = _load_dose(ctx, args.dose, args.dose_unit)
+        name = args.name or Path(args.segmentation).name.split(".")[0]
+        data = case_input_from_nodes(ctx.scene, seg, dose, args.level, name, reference_volume=ct)
     result = review_case(data, protocol, _parse_roles(args.role), **_margins(args))
     store_review(ctx.scene, seg, result)
     return _report(ctx, result, Path(args.out), args, ct)
@@ -130,6 +145,11 @@ def _margins(args):
     return {"ptv_margins": ptv, "prv_margin_mm": prv}
 
 
+def _print_warnings(caught) -> None:
+    for w in caught:
+        print(f"Warning: {w.message}", file=sys.stderr)
+
+
 def cmd_volumes(args) -> int:
     import warnings
 
@@ -141,26 +161,44 @@ def cmd_volumes(args) -> int:
     from ..review.planning_volumes import plan_volumes
 
     out = Path(args.out)
-    if not out.name.endswith(".seg.nrrd"):
-        raise UsageError(f"--out {out}: give a .seg.nrrd file name (RTSTRUCT .dcm output comes with --dicom input).")
+    if bool(args.dicom) == bool(args.segmentation):
+        raise UsageError("Give either --segmentation (a .seg.nrrd) or --dicom (a case folder).")
     protocol = load_protocol(args.protocol)
     level = normalise_level(args.level)
-    ctx = new_scene()
-    seg = storage.load_segmentation(ctx.scene, args.segmentation)
-    geometry = volume_geometry(storage.load_volume(ctx.scene, args.ct, "CT")) if args.ct else None
-    masks = segs.read_segments(seg, geometry=geometry)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        planned = plan_volumes(protocol, masks, level, _parse_roles(args.role), **_margins(args))
-    for w in caught:
-        print(f"Warning: {w.message}", file=sys.stderr)
-    if planned.problems:
-        reasons = [planned.problem_message(protocol, n) for n in planned.problems]
-        raise UsageError("Planning volumes not built; nothing was written. " + " ".join(reasons))
-    for name, volume in planned.volumes.items():
-        segs.write_derived_segment(seg, volume.mask, name, protocol.structures[name].color, volume.recipe)
+    if args.dicom:
+        from ..caseio.export import volumes_from_dicom
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            done = volumes_from_dicom(
+                args.dicom, level, out, protocol=protocol, role_overrides=_parse_roles(args.role), **_margins(args)
+            )
+        _print_warnings(caught)
+        for m in done.messages:
+            print(m, file=sys.stderr)
+        if done.problems:
+            raise UsageError("Planning volumes not built; nothing was written. " + " ".join(done.problems.values()))
+        volumes, written = done.volumes, done.path
+    else:
+        if not out.name.endswith(".seg.nrrd"):
+            raise UsageError(f"--out {out}: give a .seg.nrrd file name (an RTSTRUCT .dcm needs --dicom input).")
+        ctx = new_scene()
+        seg = storage.load_segmentation(ctx.scene, args.segmentation)
+        geometry = volume_geometry(storage.load_volume(ctx.scene, args.ct, "CT")) if args.ct else None
+        masks = segs.read_segments(seg, geometry=geometry)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            planned = plan_volumes(protocol, masks, level, _parse_roles(args.role), **_margins(args))
+        _print_warnings(caught)
+        if planned.problems:
+            reasons = [planned.problem_message(protocol, n) for n in planned.problems]
+            raise UsageError("Planning volumes not built; nothing was written. " + " ".join(reasons))
+        for name, volume in planned.volumes.items():
+            segs.write_derived_segment(seg, volume.mask, name, protocol.structures[name].color, volume.recipe)
+        volumes, written = planned.volumes, storage.save_segmentation(ctx.scene, seg, out)
+    for name, volume in volumes.items():
         print(f"{name:18s} {volume.mask.volume_cc:8.2f} cc   {volume.recipe}")
-    print(f"Wrote {storage.save_segmentation(ctx.scene, seg, out)}")
+    print(f"Wrote {written}")
     return EXIT_PASS
 
 
@@ -183,16 +221,40 @@ def cmd_dvh(args) -> int:
             parse_metric(m)
         except ValueError as exc:
             raise UsageError(f"--metric {m}: {exc}") from None
+    if bool(args.segmentation) == bool(args.rtstruct):
+        raise UsageError("Give either --segmentation (a .seg.nrrd) or --rtstruct (a DICOM RTSTRUCT file).")
     ctx = new_scene()
-    dose = dose_grid_from_node(ctx.scene, _load_dose(ctx, args.dose, args.dose_unit))
-    seg = storage.load_segmentation(ctx.scene, args.segmentation)
-    geometry = volume_geometry(storage.load_volume(ctx.scene, args.ct, "CT")) if args.ct else None
-    names = [n for _, n in segs.segment_names(seg)]
+    from ..caseio.dicom_scan import looks_like_dicom
+
+    if looks_like_dicom(args.dose):  # RTDOSE: the unit and scaling come from the file
+        from ..caseio.rtdose import read_rtdose
+
+        rtdose = read_rtdose(args.dose)
+        if args.dose_unit and args.dose_unit.upper() != rtdose.units:
+            raise UsageError(f"--dose-unit {args.dose_unit}: {args.dose} states DoseUnits {rtdose.units}.")
+        dose = rtdose.to_dose_grid()
+    else:
+        if not args.dose_unit:
+            raise UsageError(f"--dose {args.dose}: a volume file carries no dose unit; add --dose-unit Gy or cGy.")
+        dose = dose_grid_from_node(ctx.scene, _load_dose(ctx, args.dose, args.dose_unit))
+    if args.rtstruct:
+        # RTSTRUCT: the contours go to the contour engine directly (slabs with half-slice end caps)
+        from ..caseio.rtstruct_read import read_rtstruct
+
+        rois = {r.name: r for r in read_rtstruct(args.rtstruct).rois if r.closed_planar()}
+        names = list(rois)
+    else:
+        seg = storage.load_segmentation(ctx.scene, args.segmentation)
+        geometry = volume_geometry(storage.load_volume(ctx.scene, args.ct, "CT")) if args.ct else None
+        names = [n for _, n in segs.segment_names(seg)]
     wanted = args.structure or names
     unknown = [n for n in wanted if n not in names]
     if unknown:
-        raise UsageError(f"--structure {', '.join(unknown)}: no such segment (segments: {', '.join(names)}).")
-    masks = segs.read_segments(seg, wanted, geometry)
+        raise UsageError(f"--structure {', '.join(unknown)}: no such structure (structures: {', '.join(names)}).")
+    if args.rtstruct:
+        masks = {n: rois[n].to_contour_structure() for n in wanted}
+    else:
+        masks = segs.read_segments(seg, wanted, geometry)
     out = {"structures": {}, "dose_unit": "Gy", "warnings": []}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -263,8 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("review", help="review a plan from Slicer files (.seg.nrrd segmentation, dose volume)")
     common(r)
     r.set_defaults(func=cmd_review)
-    r.add_argument("--segmentation", required=True, help="segmentation (.seg.nrrd)")
-    r.add_argument("--dose", required=True, help="dose volume (.nrrd, ...)")
+    r.add_argument("--dicom", metavar="CASE_DIR", help="DICOM case folder: planning CT, RTSTRUCT, RTDOSE (RTPLAN, MR)")
+    r.add_argument("--segmentation", help="segmentation (.seg.nrrd)")
+    r.add_argument("--dose", help="dose volume (.nrrd, ...)")
     r.add_argument(
         "--dose-unit",
         choices=["Gy", "cGy"],
@@ -281,16 +344,24 @@ def build_parser() -> argparse.ArgumentParser:
     pv = sub.add_parser("volumes", help="build PTV, PTV_Eval and SpinalCord_PRV02 into a copy of a segmentation")
     planning(pv)
     pv.set_defaults(func=cmd_volumes)
-    pv.add_argument("--segmentation", required=True, help="input segmentation (.seg.nrrd); it is not modified")
+    pv.add_argument("--segmentation", help="input segmentation (.seg.nrrd); it is not modified")
+    pv.add_argument("--dicom", metavar="CASE_DIR", help="DICOM case folder (planning CT + RTSTRUCT) instead")
     pv.add_argument("--level", required=True, help="vertebral level of the target, C1-S5 (e.g. T8)")
-    pv.add_argument("--out", required=True, help="output .seg.nrrd: every input segment plus the planning volumes")
+    pv.add_argument(
+        "--out",
+        required=True,
+        help="output: .seg.nrrd (every input segment plus the planning volumes) or, with --dicom, .dcm (RTSTRUCT)",
+    )
     pv.add_argument("--ct", help="volume whose grid the volumes are built on (default: the segmentation's reference)")
 
     v = sub.add_parser("dvh", help="exact DVH metrics of segments in a dose volume")
     v.set_defaults(func=cmd_dvh)
-    v.add_argument("--dose", required=True, help="dose volume (.nrrd, ...)")
-    v.add_argument("--dose-unit", choices=["Gy", "cGy"], required=True, help="unit of the dose file's values")
-    v.add_argument("--segmentation", required=True, help="segmentation (.seg.nrrd)")
+    v.add_argument("--dose", required=True, help="dose: an RTDOSE .dcm, or a volume file (.nrrd, ...) with --dose-unit")
+    v.add_argument("--dose-unit", choices=["Gy", "cGy"], help="unit of a volume file's values")
+    v.add_argument("--segmentation", help="segmentation (.seg.nrrd)")
+    v.add_argument(
+        "--rtstruct", help="DICOM RTSTRUCT: its planar contours are evaluated directly (half-slice end caps)"
+    )
     v.add_argument("--ct", help="volume whose grid the segments are read on (default: the segmentation's reference)")
     v.add_argument("--structure", action="append", metavar="NAME", help="segment to evaluate (repeatable; default all)")
     v.add_argument("--metric", action="append", metavar="M", help="metric such as D2%%, D0.03cc, V30Gy (repeatable)")
@@ -299,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from ..caseio.errors import CaseIOError
     from ..dose.grid import DoseError
     from ..geometry.grid import GeometryError
     from ..mrml.segmentations import SegmentationError
@@ -309,6 +381,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, DemoError, ProtocolError, DoseError, GeometryError, SegmentationError, StorageError) as exc:
+    except (
+        UsageError,
+        DemoError,
+        CaseIOError,
+        ProtocolError,
+        DoseError,
+        GeometryError,
+        SegmentationError,
+        StorageError,
+    ) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

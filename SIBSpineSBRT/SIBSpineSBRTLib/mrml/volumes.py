@@ -138,6 +138,12 @@ def dose_unit(scene, node) -> Optional[str]:
 def dose_grid_from_node(scene, node, unit: Optional[str] = None) -> DoseGrid:
     """Read a dose volume as a DoseGrid in Gy. The unit comes from ``unit`` or from the SlicerRT study
     attribute; a dose with neither is refused with a message saying how to set it."""
+    if unit is None and node.GetAttribute(DOSE_VOLUME_ATTRIBUTE) != "1":
+        # the study's unit also reaches the CT and MR of the same study: only a marked dose may use it
+        raise DoseError(
+            f"Volume {node.GetName()} is not marked as a dose volume ({DOSE_VOLUME_ATTRIBUTE}); choose the plan's "
+            "RTDOSE, or state the unit of this volume's values (e.g. --dose-unit Gy on the command line)."
+        )
     unit = unit or dose_unit(scene, node)
     if unit is None:
         raise DoseError(

@@ -34,8 +34,8 @@ def resolve_roles(
 ) -> RoleResolution:
     """Match segments to the protocol's source structures (derived ones are built, not looked up).
 
-    ``overrides`` maps role -> segment name and wins over name matching. Two segments matching one role
-    is an error naming both, never a guess.
+    ``overrides`` maps role -> segment name and wins over name matching for that role (a segment may serve
+    several roles when the user says so). Two segments matching one role is an error naming both, never a guess.
     """
     names = list(segment_names)
     overrides = dict(overrides or {})
@@ -54,8 +54,7 @@ def resolve_roles(
         if role in overrides:
             result[role] = overrides[role]
             continue
-        taken = set(overrides.values())
-        hits = [n for n in names if spec.matches(n) and n not in taken]
+        hits = [n for n in names if spec.matches(n)]
         if len(hits) > 1:
             raise ProtocolError(f"Segments {', '.join(hits)} all match {role}; say which one with --role {role}=NAME.")
         result[role] = hits[0] if hits else None

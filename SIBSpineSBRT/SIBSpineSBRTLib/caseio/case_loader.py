@@ -1,0 +1,447 @@
+"""A DICOM-RT case folder into MRML, outside desktop Slicer (slicer-core) or inside it.
+
+``load_dicom_case(folder, scene)`` scans the folder (any file names, nested folders), picks the planning
+CT, the structure set, the plan dose and the plan, checks that they share the CT's frame of reference, and
+adds to the scene what SlicerRT's import would: the CT, each MR series, a segmentation holding every ROI as
+a segment on the CT grid, and the dose volume marked as SlicerRT marks it (``DicomRtImport.DoseVolume``,
+unit on the study). The returned ``DicomCase`` also keeps the raw contours (for a contour-based DVH), the
+CT series (to export an RTSTRUCT for it), the prescription when an RTPLAN is present, and every message
+about what was left out and why.
+
+How the pieces are chosen (an ambiguity is an error that names the candidates, never a guess):
+
+* structure set: the only RTSTRUCT, or the one whose SOP Instance UID is given;
+* planning image: the series the structure set references, else the only CT series, or the one given;
+* dose: the only RTDOSE whose Dose Summation Type is PLAN (or the one given); per-beam or per-fraction
+  doses alone are refused (the review needs the plan dose);
+* plan: the RTPLAN the dose references, else the only RTPLAN.
+
+A structure set, dose or plan on another frame of reference than the planning CT raises
+``FrameOfReferenceError``: it is never overlaid. MR series on another frame are loaded (they are not
+registered to the CT; the message says so). A corrupt file is named in ``messages`` and left out; if it
+was a slice of the planning CT, the CT's gap is an error that names it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from ..warnings import SIBSpineWarning
+from .dicom_image import ImageSeries, read_image_series
+from .dicom_scan import DicomFile, DicomScan, ImageSeriesFiles, scan_folder
+from .errors import (
+    AmbiguousSeriesError,
+    CaseIOError,
+    DicomWarning,
+    FrameOfReferenceError,
+    MissingSeriesError,
+    RTDoseError,
+)
+from .rtdose import RTDose, read_rtdose
+from .rtplan import Prescription, read_rtplan
+from .rtstruct_read import RoiContours, StructureSet, read_rtstruct, structure_set_masks, unique_roi_names
+
+#: Node attributes and segment tags this loader sets (values never hold patient data).
+SERIES_UID_ATTRIBUTE = "DICOM.SeriesInstanceUID"
+INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"  # what Slicer's DICOM plugins set (space-separated)
+FRAME_ATTRIBUTE = "SIBSpineSBRT.FrameOfReferenceUID"
+ROI_NUMBER_TAG = "SIBSpineSBRT.ROINumber"
+ROI_TYPE_TAG = "SIBSpineSBRT.RTROIInterpretedType"
+
+PLAN_SUMMATION_TYPES = ("PLAN", "MULTI_PLAN", "RECORD")
+
+
+@dataclass
+class DicomCase:
+    """A case loaded into MRML (see the module doc). Nodes: ``ct``, ``mr`` (list), ``segmentation`` and
+    ``dose`` (None when the folder has none). ``contours`` maps segment name -> raw ROI contours."""
+
+    scene: object
+    ct: object
+    ct_series: ImageSeries
+    mr: List[object] = field(default_factory=list)
+    segmentation: Optional[object] = None
+    dose: Optional[object] = None
+    prescription: Optional[Prescription] = None
+    structure_set: Optional[StructureSet] = None
+    rtdose: Optional[RTDose] = None
+    contours: Dict[str, RoiContours] = field(default_factory=dict)
+    scan: Optional[DicomScan] = None
+    messages: List[str] = field(default_factory=list)
+    dose_problem: str = ""
+
+    def case_nodes(self):
+        """The ``mrml.case.CaseNodes`` the review code takes (first MR only)."""
+        from ..mrml.case import CaseNodes
+
+        return CaseNodes(self.ct, self.segmentation, self.dose, self.mr[0] if self.mr else None)
+
+    @property
+    def default_name(self) -> str:
+        """A case name for outputs that carries no patient data (folder names often do): "dicom-" and the end
+        of the study UID."""
+        digits = "".join(ch for ch in (self.ct_series.study_uid or "") if ch.isdigit())
+        return f"dicom-{digits[-8:]}" if digits else "dicom-case"
+
+    @property
+    def segment_names(self) -> List[str]:
+        return list(self.contours)
+
+    def case_input(self, level: str, name: str = "", dose_unit: Optional[str] = None):
+        """``review.pipeline.CaseInput`` for this case: segments on the CT grid and the dose in Gy."""
+        from ..mrml.case import case_input_from_nodes
+
+        if self.segmentation is None:
+            raise MissingSeriesError(
+                f"The case folder {self.scan.root if self.scan else ''} has no RTSTRUCT: a review needs the "
+                "structures. "
+                "Export the structure set with the CT and dose."
+            )
+        data = case_input_from_nodes(
+            self.scene, self.segmentation, self.dose, level, name or self.default_name, self.ct, dose_unit
+        )
+        if self.dose is None and self.dose_problem:
+            data.dose_problem = self.dose_problem
+        return data
+
+
+def _scene_of(scene):
+    return getattr(scene, "scene", scene)
+
+
+def _file_list(files: List[DicomFile]) -> str:
+    return "; ".join(str(f.path) for f in files)
+
+
+def _choose_structure_set(scan: DicomScan, uid: Optional[str]) -> Optional[DicomFile]:
+    candidates = [f for f in scan.rtstructs if uid is None or f.sop_instance_uid == uid]
+    if uid is not None and not candidates:
+        raise MissingSeriesError(f"{scan.root}: no RTSTRUCT with SOP Instance UID {uid}.")
+    if len(candidates) > 1:
+        raise AmbiguousSeriesError(
+            f"{scan.root} holds {len(candidates)} RTSTRUCTs ({_file_list(candidates)}). Keep one structure set in "
+            "the case folder, or choose one by its SOP Instance UID."
+        )
+    return candidates[0] if candidates else None
+
+
+def _choose_planning_series(
+    scan: DicomScan, structure_set: Optional[StructureSet], uid: Optional[str], messages: List[str]
+) -> ImageSeriesFiles:
+    if uid is not None:
+        if uid not in scan.series:
+            raise MissingSeriesError(f"{scan.root}: no image series with Series Instance UID {uid}.")
+        return scan.series[uid]
+    cts = scan.image_series("CT")
+    if structure_set is not None:
+        referenced = [scan.series[s] for s in structure_set.referenced_series_uids if s in scan.series]
+        if len(referenced) == 1:
+            return referenced[0]
+        frames = set(structure_set.frame_of_reference_uids)
+        same_frame = [s for s in cts if s.frame_of_reference_uid in frames]
+        if len(same_frame) == 1:
+            if structure_set.referenced_series_uids:
+                messages.append(
+                    f"{structure_set.path}: the series it references is not in the folder; using "
+                    f"{same_frame[0].label()}"
+                    " (same frame of reference) as the planning CT."
+                )
+            return same_frame[0]
+        if not cts:
+            raise MissingSeriesError(
+                f"{scan.root}: no CT series, and the series {structure_set.path} references is not in the folder. "
+                "Export the planning CT with the structure set."
+            )
+        if len(cts) == 1:
+            return cts[0]  # its frame is checked against the structure set next
+    if not cts:
+        raise MissingSeriesError(
+            f"{scan.root}: no CT image series found ({scan.summary()}). Export the planning CT into the case folder."
+        )
+    if len(cts) > 1:
+        labels = "; ".join(f"{s.label()} (UID {s.series_uid}, {len(s.files)} files)" for s in cts)
+        raise AmbiguousSeriesError(
+            f"{scan.root} holds {len(cts)} CT series and nothing says which is the planning CT: {labels}. Export the "
+            "structure set that references the planning CT, keep one CT per case folder, or choose the series by UID."
+        )
+    return cts[0]
+
+
+def _check_frame(what: str, path, frame: str, ct: ImageSeries) -> None:
+    if frame and frame != ct.frame_of_reference_uid:
+        raise FrameOfReferenceError(
+            f"{path}: this {what} is on frame of reference {frame}, but the planning CT ({ct.label()}) is on "
+            f"{ct.frame_of_reference_uid}. It is refused, not overlaid: export the {what} made on this planning CT, "
+            "or register and resample it onto the CT in the planning system first."
+        )
+    if not frame:
+        raise FrameOfReferenceError(
+            f"{path}: this {what} names no frame of reference, so it cannot be checked against the planning CT "
+            f"({ct.label()}). Re-export it from the planning system."
+        )
+
+
+def _choose_dose(scan: DicomScan, uid: Optional[str]) -> Optional[DicomFile]:
+    candidates = [f for f in scan.rtdoses if uid is None or f.sop_instance_uid == uid]
+    if uid is not None and not candidates:
+        raise MissingSeriesError(f"{scan.root}: no RTDOSE with SOP Instance UID {uid}.")
+    if not candidates:
+        return None
+    if len(candidates) == 1 and uid is not None:
+        return candidates[0]
+    kind = {f.sop_instance_uid: str(getattr(f.header, "DoseSummationType", "") or "").upper() for f in candidates}
+    plans = [f for f in candidates if kind[f.sop_instance_uid] in PLAN_SUMMATION_TYPES]
+    if not plans and len(candidates) == 1 and not kind[candidates[0].sop_instance_uid]:
+        return candidates[0]  # Dose Summation Type not stated (it is mandatory): the loader says so
+    if len(plans) == 1:
+        return plans[0]
+    if not plans:
+        types = ", ".join(sorted({kind[f.sop_instance_uid] or "unstated" for f in candidates}))
+        raise RTDoseError(
+            f"{scan.root}: the RTDOSE file(s) ({_file_list(candidates)}) hold {types} doses, not the plan dose "
+            "(Dose Summation Type PLAN). Export the plan's total dose from the planning system."
+        )
+    raise AmbiguousSeriesError(
+        f"{scan.root} holds {len(plans)} plan doses ({_file_list(plans)}). Keep one plan dose in the case folder, or "
+        "choose one by its SOP Instance UID."
+    )
+
+
+def _choose_plan(scan: DicomScan, dose: Optional[RTDose], messages: List[str]) -> Optional[DicomFile]:
+    if not scan.rtplans:
+        return None
+    if dose is not None and dose.referenced_plan_uid:
+        for f in scan.rtplans:
+            if f.sop_instance_uid == dose.referenced_plan_uid:
+                return f
+    if len(scan.rtplans) == 1:
+        return scan.rtplans[0]
+    messages.append(
+        f"{scan.root} holds {len(scan.rtplans)} RTPLANs ({_file_list(scan.rtplans)}) and the dose references none of "
+        "them: no prescription was read."
+    )
+    return None
+
+
+class _Recorder:
+    """Collect this library's warnings into ``messages`` (and re-issue them once the block ends)."""
+
+    def __init__(self, messages: List[str]):
+        self.messages = messages
+        self._ctx = warnings.catch_warnings(record=True)
+
+    def __enter__(self):
+        self._caught = self._ctx.__enter__()
+        warnings.simplefilter("always")
+        return self
+
+    def __exit__(self, *exc):
+        self._ctx.__exit__(*exc)
+        for w in self._caught:
+            if issubclass(w.category, SIBSpineWarning):
+                text = str(w.message)
+                if text not in self.messages:
+                    self.messages.append(text)
+                warnings.warn(text, w.category, stacklevel=3)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return False
+
+
+def _subject_hierarchy(scene, study_uid: str):
+    """Patient and study items (named without patient data) to hang the case's nodes under."""
+    import slicer
+
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    patient = sh.CreateSubjectItem(sh.GetSceneItemID(), "Patient")
+    study = sh.CreateStudyItem(patient, "Study")
+    if study_uid:
+        sh.SetItemUID(study, "DICOM", study_uid)
+    return sh, study
+
+
+def _place(sh, study, node, series_uid: str = "") -> None:
+    item = sh.GetItemByDataNode(node)
+    if not item:
+        item = sh.CreateItem(study, node)
+    sh.SetItemParent(item, study)
+    if series_uid:
+        sh.SetItemUID(item, "DICOM", series_uid)
+
+
+def _volume_name(series: ImageSeries, fallback: str) -> str:
+    parts = [fallback]
+    if series.number:
+        parts.append(series.number)
+    if series.description:
+        parts.append(series.description)
+    return " ".join(parts)
+
+
+def load_dicom_case(
+    folder,
+    scene,
+    ct_series_uid: Optional[str] = None,
+    structure_set_uid: Optional[str] = None,
+    dose_uid: Optional[str] = None,
+    load_mr: bool = True,
+    on_dose_error: str = "raise",
+) -> DicomCase:
+    """Load a DICOM-RT case folder into ``scene`` (a ``vtkMRMLScene`` or ``mrml.scene.StandaloneScene``).
+
+    ``on_dose_error="record"`` keeps loading when the dose cannot be used (no DoseUnits, only per-beam
+    doses, ...): the case then has no dose node and ``dose_problem`` says why; the default raises. A
+    frame-of-reference mismatch of the dose always raises.
+    """
+    if on_dose_error not in ("raise", "record"):
+        raise ValueError("on_dose_error must be 'raise' or 'record'.")
+    from ..geometry.masks import Mask
+    from ..mrml import segmentations as segs
+    from ..mrml.volumes import add_volume, mark_as_dose
+
+    mrml_scene = _scene_of(scene)
+    messages: List[str] = []
+    with _Recorder(messages):
+        scan = scan_folder(folder)
+        messages.extend(scan.problems())
+
+        ss_file = _choose_structure_set(scan, structure_set_uid)
+        structure_set = read_rtstruct(ss_file.path) if ss_file is not None else None
+        planning = _choose_planning_series(scan, structure_set, ct_series_uid, messages)
+        ct = read_image_series(planning, scan)
+        if structure_set is not None:
+            frames = set(structure_set.frame_of_reference_uids) | {
+                r.frame_of_reference_uid for r in structure_set.rois if r.frame_of_reference_uid
+            }
+            for frame in sorted(frames) or [""]:
+                _check_frame("structure set", structure_set.path, frame, ct)
+
+        dose, dose_problem = None, ""
+        try:
+            dose_file = _choose_dose(scan, dose_uid)
+            if dose_file is not None:
+                _check_frame("dose", dose_file.path, dose_file.frame_of_reference_uid, ct)
+                dose = read_rtdose(dose_file.path)
+                if dose.summation_type not in PLAN_SUMMATION_TYPES:
+                    messages.append(
+                        f"{dose_file.path}: Dose Summation Type is {dose.summation_type or 'not stated'}, not PLAN; it "
+                        "is used as the dose to review because it is the only dose (or was chosen by UID). Check that "
+                        "it is the plan's total dose."
+                    )
+        except FrameOfReferenceError:
+            raise
+        except (RTDoseError, AmbiguousSeriesError, CaseIOError) as exc:
+            if on_dose_error == "raise":
+                raise
+            dose, dose_problem = None, str(exc)
+            messages.append(dose_problem)
+
+        prescription = None
+        plan_file = _choose_plan(scan, dose, messages)
+        if plan_file is not None:
+            if plan_file.frame_of_reference_uid:
+                _check_frame("plan", plan_file.path, plan_file.frame_of_reference_uid, ct)
+            try:
+                prescription = read_rtplan(plan_file.path)
+                messages.extend(prescription.notes)
+            except CaseIOError as exc:
+                messages.append(str(exc))
+
+        mr_series: List[ImageSeries] = []
+        if load_mr:
+            for s in scan.image_series("MR"):
+                if s.series_uid == planning.series_uid:
+                    continue
+                try:
+                    mr_series.append(read_image_series(s, scan))
+                except CaseIOError as exc:
+                    messages.append(f"{s.label()} was not loaded: {exc}")
+        for s in scan.image_series():
+            if s.series_uid != planning.series_uid and s.modality != "MR":
+                messages.append(f"{s.label()} ({len(s.files)} files) is not the planning CT and was not loaded.")
+
+        # -- into MRML ---------------------------------------------------------------------------------
+        sh, study = _subject_hierarchy(mrml_scene, ct.study_uid)
+        ct_node = add_volume(mrml_scene, ct.array, ct.geometry, _volume_name(ct, ct.modality))
+        ct_node.SetAttribute(SERIES_UID_ATTRIBUTE, ct.series_uid)
+        ct_node.SetAttribute(INSTANCE_UIDS_ATTRIBUTE, " ".join(ct.slice_sop_uids))
+        ct_node.SetAttribute(FRAME_ATTRIBUTE, ct.frame_of_reference_uid)
+        _place(sh, study, ct_node, ct.series_uid)
+
+        mr_nodes = []
+        for n, s in enumerate(mr_series, start=1):
+            node = add_volume(mrml_scene, s.array, s.geometry, _volume_name(s, "MR") if s.number else f"MR {n}")
+            node.SetAttribute(SERIES_UID_ATTRIBUTE, s.series_uid)
+            node.SetAttribute(INSTANCE_UIDS_ATTRIBUTE, " ".join(s.slice_sop_uids))
+            node.SetAttribute(FRAME_ATTRIBUTE, s.frame_of_reference_uid)
+            _place(sh, study, node, s.series_uid)
+            mr_nodes.append(node)
+            if s.frame_of_reference_uid != ct.frame_of_reference_uid:
+                messages.append(
+                    f"{s.label()} is on another frame of reference than the planning CT: it is not registered to the "
+                    "CT and is shown in its own scanner coordinates. Register it before fusing."
+                )
+
+        seg_node, contours = None, {}
+        if structure_set is not None:
+            names = unique_roi_names(structure_set.rois)
+            for roi, name in zip(structure_set.rois, names):
+                if name != roi.name:
+                    messages.append(
+                        f"{structure_set.path}: ROI name '{roi.name}' is used more than once; ROI {roi.number} is "
+                        f"loaded as '{name}'."
+                    )
+                if not roi.closed_planar():
+                    messages.append(
+                        f"{structure_set.path}: ROI '{roi.name}' has no closed planar contour; its segment is empty."
+                    )
+            masks = structure_set_masks(structure_set, ct.geometry)
+            seg_node = segs.new_segmentation(mrml_scene, "Structures", ct.geometry)
+            seg_node.SetNodeReferenceID(seg_node.GetReferenceImageGeometryReferenceRole(), ct_node.GetID())
+            for roi, name in zip(structure_set.rois, names):
+                mask: Mask = masks[name]
+                if roi.closed_planar() and mask.is_empty:
+                    messages.append(
+                        f"{structure_set.path}: ROI '{name}' has contours but covers no CT voxel centre (too small, "
+                        "or outside the CT); its segment is empty."
+                    )
+                sid = segs.add_source_segment(seg_node, mask, name, roi.color)
+                segment = seg_node.GetSegmentation().GetSegment(sid)
+                segment.SetTag(ROI_NUMBER_TAG, str(roi.number))
+                if roi.interpreted_type:
+                    segment.SetTag(ROI_TYPE_TAG, roi.interpreted_type)
+                contours[name] = roi
+            seg_node.SetAttribute(SERIES_UID_ATTRIBUTE, structure_set.series_uid)
+            _place(sh, study, seg_node, structure_set.series_uid)
+
+        dose_node = None
+        if dose is not None:
+            dose_node = add_volume(mrml_scene, dose.values.astype("float32"), dose.geometry, "Dose")
+            dose_node.SetAttribute(SERIES_UID_ATTRIBUTE, dose.series_uid)
+            dose_node.SetAttribute(FRAME_ATTRIBUTE, dose.frame_of_reference_uid)
+            _place(sh, study, dose_node, dose.series_uid)
+            mark_as_dose(mrml_scene, dose_node, dose.units)
+
+    return DicomCase(
+        scene=mrml_scene,
+        ct=ct_node,
+        ct_series=ct,
+        mr=mr_nodes,
+        segmentation=seg_node,
+        dose=dose_node,
+        prescription=prescription,
+        structure_set=structure_set,
+        rtdose=dose,
+        contours=contours,
+        scan=scan,
+        messages=messages,
+        dose_problem=dose_problem,
+    )
+
+
+def warn_messages(case: DicomCase) -> None:
+    """Issue each of the case's messages as a ``DicomWarning`` (for callers that collect warnings)."""
+    for m in case.messages:
+        warnings.warn(m, DicomWarning, stacklevel=2)

@@ -1,0 +1,344 @@
+"""RTSTRUCT: ROIs as raw contours (kept for a contour-based DVH) and as masks on the planning CT grid.
+
+Reading keeps every ROI with its number, name, colour, interpreted type, frame of reference and contours
+(LPS points as stored, with their geometric type and referenced image). Nothing is dropped: open
+contours and points are kept raw, they are just not part of a mask.
+
+Masks on a grid (``rasterize_roi``)
+-----------------------------------
+Closed planar contours must lie in planes of the grid's slices (constant k); any patient orientation of
+the grid is fine because the points are mapped to fractional (i, j, k) indices through the grid.
+
+* In-plane, the contours of one plane combine by the **even-odd rule**: a voxel centre is inside when a
+  ray from it crosses the plane's contours an odd number of times. A contour drawn inside another is a
+  hole, an island inside a hole is tissue again, and a keyhole contour (one ring that runs out to a hole
+  and back along a cut) gives the same result. This is how dicompyler and most planning systems read
+  RTSTRUCTs. Voxel centres are tested (the voxel is in when its centre is).
+* Through-plane, each contour plane stands for a slab reaching half way to its neighbouring planes (half
+  the contour spacing beyond an end plane, or beside a gap of more than 1.5 spacings): a CT slice takes
+  the plane whose slab holds its centre. Contours on every CT slice map one to one; contours on every
+  other slice fill the slice between.
+
+The in-plane test is a vectorised even-odd ray crossing count (a half-open rule at vertices, so a ray
+through a vertex is counted once); the tests check it against matplotlib's ``Path.contains_points``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..geometry.grid import ImageGeometry
+from ..geometry.masks import Mask
+from .dicom_image import lps_to_ras
+from .dicom_scan import read_dataset
+from .errors import DicomWarning, RTStructError
+
+#: Contour points farther than this from their plane, measured along the grid's slice normal, make the
+#: contour non-planar for this grid (mm).
+PLANARITY_TOLERANCE_MM = 0.05
+#: Contour planes closer than this are one plane (mm).
+PLANE_MERGE_MM = 0.01
+
+
+@dataclass
+class ContourItem:
+    """One contour as stored: (N, 3) LPS points (mm), its geometric type and referenced image UIDs."""
+
+    points_lps: np.ndarray = field(repr=False)
+    geometric_type: str = "CLOSED_PLANAR"
+    referenced_sop_uids: Tuple[str, ...] = ()
+
+    @property
+    def points_ras(self) -> np.ndarray:
+        return lps_to_ras(self.points_lps)
+
+
+@dataclass
+class RoiContours:
+    """One ROI of a structure set."""
+
+    number: int
+    name: str
+    color: Tuple[float, float, float]  # 0..1
+    interpreted_type: str
+    frame_of_reference_uid: str
+    contours: List[ContourItem] = field(default_factory=list)
+    generation_algorithm: str = ""
+
+    def closed_planar(self) -> List[ContourItem]:
+        return [c for c in self.contours if c.geometric_type == "CLOSED_PLANAR" and len(c.points_lps) >= 3]
+
+    def polygons_ras(self) -> List[np.ndarray]:
+        """The closed planar contours as (N, 3) RAS polygons (the form ``dose.contours`` takes)."""
+        return [c.points_ras for c in self.closed_planar()]
+
+    def to_contour_structure(self, slice_spacing_mm: Optional[float] = None, end_caps: str = "half-slice"):
+        """The ROI as a ``dose.contours.ContourStructure`` for the contour-based DVH engine (even-odd planes)."""
+        from ..dose.contours import ContourStructure
+
+        return ContourStructure.from_polygons(
+            self.name, self.polygons_ras(), slice_spacing_mm=slice_spacing_mm, end_caps=end_caps
+        )
+
+
+@dataclass
+class StructureSet:
+    """A read RTSTRUCT. ``dataset`` is the full pydicom dataset (for a verbatim re-export), never printed."""
+
+    path: Optional[Path]
+    sop_instance_uid: str
+    series_uid: str
+    study_uid: str
+    label: str
+    frame_of_reference_uids: Tuple[str, ...]
+    referenced_series_uids: Tuple[str, ...]
+    rois: List[RoiContours]
+    dataset: object = field(default=None, repr=False)
+
+    def roi(self, name: str) -> RoiContours:
+        for r in self.rois:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    @property
+    def roi_names(self) -> List[str]:
+        return [r.name for r in self.rois]
+
+    def roi_frames_of_reference(self) -> Dict[str, str]:
+        return {r.name: r.frame_of_reference_uid for r in self.rois}
+
+
+def _color(value) -> Tuple[float, float, float]:
+    try:
+        rgb = [float(x) / 255.0 for x in value]
+        if len(rgb) == 3:
+            return tuple(min(1.0, max(0.0, x)) for x in rgb)
+    except (TypeError, ValueError):
+        pass
+    return (0.5, 0.5, 0.5)
+
+
+def read_rtstruct(source) -> StructureSet:
+    """Read an RTSTRUCT file (path) or pydicom dataset into a StructureSet."""
+    ds = read_dataset(source) if isinstance(source, (str, Path)) else source
+    path = Path(source) if isinstance(source, (str, Path)) else None
+    where = str(path) if path is not None else "RTSTRUCT"
+
+    frames, series = [], []
+    for fr in getattr(ds, "ReferencedFrameOfReferenceSequence", []) or []:
+        uid = str(getattr(fr, "FrameOfReferenceUID", "") or "")
+        if uid:
+            frames.append(uid)
+        for st in getattr(fr, "RTReferencedStudySequence", []) or []:
+            for se in getattr(st, "RTReferencedSeriesSequence", []) or []:
+                s = str(getattr(se, "SeriesInstanceUID", "") or "")
+                if s:
+                    series.append(s)
+
+    rois: Dict[int, RoiContours] = {}
+    for item in getattr(ds, "StructureSetROISequence", []) or []:
+        try:
+            number = int(item.ROINumber)
+        except (AttributeError, TypeError, ValueError):
+            raise RTStructError(
+                f"{where}: a StructureSetROISequence item has no valid ROINumber. Re-export it."
+            ) from None
+        if number in rois:
+            raise RTStructError(f"{where}: ROI number {number} is used twice. Re-export the structure set.")
+        rois[number] = RoiContours(
+            number=number,
+            name=str(getattr(item, "ROIName", "") or f"ROI_{number}").strip(),
+            color=(0.5, 0.5, 0.5),
+            interpreted_type="",
+            frame_of_reference_uid=str(getattr(item, "ReferencedFrameOfReferenceUID", "") or ""),
+            generation_algorithm=str(getattr(item, "ROIGenerationAlgorithm", "") or ""),
+        )
+    for item in getattr(ds, "ROIContourSequence", []) or []:
+        number = int(getattr(item, "ReferencedROINumber", -1))
+        roi = rois.get(number)
+        if roi is None:
+            raise RTStructError(
+                f"{where}: contours for ROI number {number}, which the StructureSetROISequence does not declare. "
+                "Re-export the structure set."
+            )
+        if "ROIDisplayColor" in item:
+            roi.color = _color(item.ROIDisplayColor)
+        for n, contour in enumerate(getattr(item, "ContourSequence", []) or []):
+            data = np.asarray([float(x) for x in np.atleast_1d(getattr(contour, "ContourData", []))], np.float64)
+            if data.size % 3:
+                raise RTStructError(
+                    f"{where}: ROI '{roi.name}' contour {n + 1} has {data.size} coordinates, not a multiple of 3. "
+                    "Re-export the structure set."
+                )
+            declared = getattr(contour, "NumberOfContourPoints", None)
+            if declared is not None and int(declared) != data.size // 3:
+                raise RTStructError(
+                    f"{where}: ROI '{roi.name}' contour {n + 1} declares {int(declared)} points but holds "
+                    f"{data.size // 3}. Re-export the structure set."
+                )
+            refs = tuple(
+                str(getattr(ci, "ReferencedSOPInstanceUID", ""))
+                for ci in (getattr(contour, "ContourImageSequence", []) or [])
+            )
+            roi.contours.append(
+                ContourItem(
+                    data.reshape(-1, 3),
+                    str(getattr(contour, "ContourGeometricType", "CLOSED_PLANAR") or "CLOSED_PLANAR").upper(),
+                    refs,
+                )
+            )
+    for item in getattr(ds, "RTROIObservationsSequence", []) or []:
+        roi = rois.get(int(getattr(item, "ReferencedROINumber", -1)))
+        if roi is not None:
+            roi.interpreted_type = str(getattr(item, "RTROIInterpretedType", "") or "")
+    top_frame = str(getattr(ds, "FrameOfReferenceUID", "") or "")
+    for roi in rois.values():
+        if not roi.frame_of_reference_uid:
+            roi.frame_of_reference_uid = frames[0] if len(frames) == 1 else top_frame
+    return StructureSet(
+        path=path,
+        sop_instance_uid=str(getattr(ds, "SOPInstanceUID", "") or ""),
+        series_uid=str(getattr(ds, "SeriesInstanceUID", "") or ""),
+        study_uid=str(getattr(ds, "StudyInstanceUID", "") or ""),
+        label=str(getattr(ds, "StructureSetLabel", "") or ""),
+        frame_of_reference_uids=tuple(dict.fromkeys(frames + ([top_frame] if top_frame else []))),
+        referenced_series_uids=tuple(dict.fromkeys(series)),
+        rois=[rois[k] for k in sorted(rois)],
+        dataset=ds,
+    )
+
+
+def even_odd_fill(rings_ij: List[np.ndarray], shape_ji: Tuple[int, int]) -> np.ndarray:
+    """Boolean [j, i] image: pixel centres (i, j) inside the rings by the even-odd rule.
+
+    ``rings_ij`` are (N, 2) arrays of fractional (i, j) index coordinates (closed implicitly).
+    """
+    nj, ni = shape_ji
+    js, xs = [], []
+    for ring in rings_ij:
+        p = np.asarray(ring, dtype=np.float64)
+        if len(p) >= 2 and np.allclose(p[0], p[-1]):
+            p = p[:-1]
+        if len(p) < 3:
+            continue
+        q = np.roll(p, -1, axis=0)
+        y0, y1 = p[:, 1], q[:, 1]
+        lo, hi = np.minimum(y0, y1), np.maximum(y0, y1)
+        # rows j with lo <= j < hi (half-open: a ray through a vertex crosses once; horizontal edges never)
+        j_first = np.maximum(np.ceil(lo), 0).astype(np.int64)
+        j_stop = np.minimum(np.ceil(hi), nj).astype(np.int64)
+        counts = np.maximum(j_stop - j_first, 0)
+        if counts.sum() == 0:
+            continue
+        edge = np.repeat(np.arange(len(p)), counts)
+        start = np.repeat(np.cumsum(counts) - counts, counts)
+        j = j_first[edge] + (np.arange(counts.sum()) - start)
+        x0, dx = p[edge, 0], q[edge, 0] - p[edge, 0]
+        t = (j - y0[edge]) / (y1[edge] - y0[edge])
+        js.append(j)
+        xs.append(x0 + t * dx)
+    out = np.zeros((nj, ni), dtype=bool)
+    if not js:
+        return out
+    j = np.concatenate(js)
+    x = np.concatenate(xs)
+    # a crossing at x flips every pixel centre i >= x
+    col = np.clip(np.ceil(x), 0, ni).astype(np.int64)
+    flips = np.zeros((nj, ni + 1), dtype=np.int64)
+    np.add.at(flips, (j, col), 1)
+    return (np.cumsum(flips[:, :ni], axis=1) % 2).astype(bool)
+
+
+def _planes(roi: RoiContours, geometry: ImageGeometry, where: str):
+    """Group the ROI's closed planar contours by plane: [(k position, [rings in (i, j)])] sorted by k."""
+    sk = geometry.spacing[2]
+    items = []
+    for n, c in enumerate(roi.closed_planar()):
+        ijk = geometry.ras_to_ijk_points(c.points_ras)
+        spread = (ijk[:, 2].max() - ijk[:, 2].min()) * sk
+        if spread > PLANARITY_TOLERANCE_MM:
+            raise RTStructError(
+                f"{where}: ROI '{roi.name}' contour {n + 1} is not in a slice plane of the image grid (its points "
+                f"span {spread:.2f} mm across the slices). Contours must be drawn on the planning CT's slices; "
+                "re-export the structure set on the planning CT."
+            )
+        items.append((float(ijk[:, 2].mean()), ijk[:, :2]))
+    items.sort(key=lambda t: t[0])
+    planes: List[Tuple[float, List[np.ndarray]]] = []
+    merge = PLANE_MERGE_MM / sk
+    for k, ring in items:
+        if planes and k - planes[-1][0] <= merge:
+            planes[-1][1].append(ring)
+        else:
+            planes.append((k, [ring]))
+    return planes
+
+
+def rasterize_roi(
+    roi: RoiContours, geometry: ImageGeometry, where: str = "RTSTRUCT", name: Optional[str] = None
+) -> Mask:
+    """The ROI's closed planar contours as a Mask on ``geometry`` (see the module doc for the rules).
+
+    Warns (``DicomWarning``) when contours reach beyond the grid, which clips them.
+    """
+    nk, nj, ni = geometry.shape
+    out = np.zeros(geometry.shape, dtype=bool)
+    planes = _planes(roi, geometry, where)
+    if not planes:
+        return Mask(out, geometry, name or roi.name)
+    ks = np.array([p[0] for p in planes])
+    spacing = float(np.median(np.diff(ks))) if len(ks) > 1 else 1.0
+    clipped = False
+    eps = 1e-6
+    for m, (k, rings) in enumerate(planes):
+        below = (k - ks[m - 1]) / 2 if m > 0 and k - ks[m - 1] <= 1.5 * spacing else spacing / 2
+        above = (ks[m + 1] - k) / 2 if m + 1 < len(ks) and ks[m + 1] - k <= 1.5 * spacing else spacing / 2
+        k_lo = int(np.ceil(k - below - eps))
+        k_hi = int(np.ceil(k + above - eps))  # exclusive
+        if k_lo < 0 or k_hi > nk:
+            clipped = True
+        k_lo, k_hi = max(k_lo, 0), min(k_hi, nk)
+        if k_hi <= k_lo:
+            continue
+        for ring in rings:
+            if (
+                ring[:, 0].min() < -0.5
+                or ring[:, 0].max() > ni - 0.5
+                or ring[:, 1].min() < -0.5
+                or (ring[:, 1].max() > nj - 0.5)
+            ):
+                clipped = True
+        plane = even_odd_fill(rings, (nj, ni))
+        out[k_lo:k_hi] |= plane[None, :, :]
+    if clipped:
+        warnings.warn(
+            f"{where}: ROI '{roi.name}' reaches beyond the image grid ({geometry.describe()}); the part outside "
+            "is left out of its mask.",
+            DicomWarning,
+            stacklevel=2,
+        )
+    return Mask(out, geometry, name or roi.name)
+
+
+def unique_roi_names(rois: List[RoiContours]) -> List[str]:
+    """ROI names made unique (a repeated name gets ' (2)', ' (3)'...), in ROI order."""
+    seen: Dict[str, int] = {}
+    out = []
+    for r in rois:
+        n = seen.get(r.name, 0) + 1
+        seen[r.name] = n
+        out.append(r.name if n == 1 else f"{r.name} ({n})")
+    return out
+
+
+def structure_set_masks(ss: StructureSet, geometry: ImageGeometry) -> Dict[str, Mask]:
+    """Every ROI with closed planar contours as a Mask on ``geometry``, keyed by (unique) ROI name.
+    ROIs with no closed planar contour (markers, empty ROIs) give empty masks."""
+    where = str(ss.path) if ss.path else "RTSTRUCT"
+    return {name: rasterize_roi(roi, geometry, where, name) for name, roi in zip(unique_roi_names(ss.rois), ss.rois)}
