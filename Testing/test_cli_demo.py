@@ -154,7 +154,7 @@ def test_review_from_files_matches_the_demo(demo_run, tmp_path, demo_case):
     proc = run(*args)
     assert proc.returncode == 2
     doc = json.loads((out / "metrics.json").read_text())
-    assert doc["verdict"] == "incomplete" and "no dose unit" in doc["messages"][-1]
+    assert doc["verdict"] == "incomplete" and "--dose-unit" in doc["messages"][-1]
 
 
 def test_bad_input_exit_2(tmp_path):

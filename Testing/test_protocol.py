@@ -195,3 +195,20 @@ def test_levels():
     assert normalise_level(" t8 ") == "T8"
     with pytest.raises(ProtocolError):
         normalise_level("T13")
+
+
+def test_level_only_when_written_explicitly():
+    from SIBSpineSBRTLib.protocol.model import level_from_text
+
+    assert level_from_text("SBRT spine level T8 SIB") == "T8" and level_from_text("Level: l3") == "L3"
+    assert (
+        level_from_text("T8 spine") is None and level_from_text("level T13") is None and level_from_text(None) is None
+    )
+
+
+def test_prescription_mismatch(protocol):
+    from SIBSpineSBRTLib.protocol.model import prescription_mismatch
+
+    assert prescription_mismatch(protocol, 30.0, 5) is None and prescription_mismatch(protocol, None, None) is None
+    assert "24 Gy instead of 30 Gy" in prescription_mismatch(protocol, 24.0, 2)
+    assert "2 fractions instead of 5" in prescription_mismatch(protocol, 24.0, 2)

@@ -34,28 +34,20 @@ def _exit_code(verdict: str) -> int:
     return {"pass": EXIT_PASS, "fail": EXIT_FAIL}.get(verdict, EXIT_BAD_INPUT)
 
 
-def _report(ctx, result, out: Path, args, ct=None) -> int:
-    from ..mrml.storage import save_scene_mrb
-    from ..report.metrics_json import write_metrics_json
+def _report(ctx, result, out: Path, args, ct=None, mr=None, mr_to_ct=None) -> int:
+    from ..report.outputs import write_review_outputs
     from ..report.text_table import format_table
 
     print(format_table(result, color=args.color))
-    written = [write_metrics_json(result, out / "metrics.json")]
-    if not args.no_report:
-        written.append(_html_report(result, out / "report.html", ct))
+    written = write_review_outputs(result, out, ctx.scene, ct, mr, mr_to_ct, report=not args.no_report)
+    files = [written["metrics"], written.get("report")]
     if args.normalise:
-        written.append(_whatif(ctx, result, out, args))
-    written.append(save_scene_mrb(ctx.scene, out / "review.mrb"))
-    print("\nWrote " + ", ".join(str(Path(w).resolve()) for w in written) + " (open the .mrb in 3D Slicer).")
+        files.append(_whatif(ctx, result, out, args))
+    from ..mrml.storage import save_scene_mrb
+
+    files.append(save_scene_mrb(ctx.scene, out / "review.mrb"))
+    print("\nWrote " + ", ".join(str(Path(f).resolve()) for f in files if f) + " (open the .mrb in 3D Slicer).")
     return _exit_code(result.verdict)
-
-
-def _html_report(result, path: Path, ct) -> Path:
-    from ..mrml.volumes import volume_array, volume_geometry
-    from ..report.html_report import ImageInput, write_report
-
-    image = None if ct is None else ImageInput(volume_array(ct), volume_geometry(ct))
-    return write_report(result, path, image).path
 
 
 def _whatif(ctx, result, out: Path, args) -> Path:
@@ -111,22 +103,22 @@ def cmd_review(args) -> int:
         if args.segmentation or args.dose or args.ct:
             raise UsageError("--dicom reads the whole case folder: leave out --segmentation, --dose and --ct.")
         from ..caseio.case_loader import load_dicom_case
+        from ..review.dicom_review import mr_for_fusion, review_dicom_case
 
         case = load_dicom_case(args.dicom, ctx, on_dose_error="record")
-        for m in case.messages:
-            print(m, file=sys.stderr)
-        if case.segmentation is None:
-            raise UsageError(f"{args.dicom}: no RTSTRUCT in the case folder; the review needs the structure set.")
-        ct, seg = case.ct, case.segmentation
-        data = case.case_input(args.level, args.name or case.default_name)
-    else:
-        if not (args.segmentation and args.dose):
-            raise UsageError("Give --dicom CASE_DIR, or --segmentation and --dose (with --dose-unit).")
-        ct = storage.load_volume(ctx.scene, args.ct, "CT") if args.ct else None
-        seg = storage.load_segmentation(ctx.scene, args.segmentation)
-        dose = _load_dose(ctx, args.dose, args.dose_unit)
-        name = args.name or Path(args.segmentation).name.split(".")[0]
-        data = case_input_from_nodes(ctx.scene, seg, dose, args.level, name, reference_volume=ct)
+        result = review_dicom_case(
+            case, protocol, args.level, args.name or case.default_name, _parse_roles(args.role), **_margins(args)
+        )
+        store_review(ctx.scene, case.segmentation, result)
+        mr, mr_to_ct = mr_for_fusion(case)
+        return _report(ctx, result, Path(args.out), args, case.ct, mr, mr_to_ct)
+    if not (args.segmentation and args.dose and args.level):
+        raise UsageError("Give --dicom CASE_DIR, or --segmentation, --dose (with --dose-unit) and --level.")
+    ct = storage.load_volume(ctx.scene, args.ct, "CT") if args.ct else None
+    seg = storage.load_segmentation(ctx.scene, args.segmentation)
+    dose = _load_dose(ctx, args.dose, args.dose_unit)
+    name = args.name or Path(args.segmentation).name.split(".")[0]
+    data = case_input_from_nodes(ctx.scene, seg, dose, args.level, name, reference_volume=ct)
     result = review_case(data, protocol, _parse_roles(args.role), **_margins(args))
     store_review(ctx.scene, seg, result)
     return _report(ctx, result, Path(args.out), args, ct)
@@ -337,7 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--ct",
         help="planning CT volume: its grid is used for the segments (default: the segmentation's reference geometry)",
     )
-    r.add_argument("--level", required=True, help="vertebral level of the target, C1-S5 (e.g. T8)")
+    r.add_argument(
+        "--level",
+        help="vertebral level of the target, C1-S5 (e.g. T8); with --dicom, default: 'level T8' in the RTPLAN label",
+    )
     r.add_argument(
         "--name", help="case name shown in the outputs (default: from the segmentation file; no patient name)"
     )

@@ -48,6 +48,26 @@ def is_sacral(level: str) -> bool:
     return normalise_level(level).startswith("S")
 
 
+def level_from_text(text: str) -> Optional[str]:
+    """A level written explicitly as "level T8" (e.g. in an RTPLAN label), else None: never a guess."""
+    m = re.search(r"\blevel[\s:=]+([CTLS]\d{1,2})\b", str(text or ""), re.IGNORECASE)
+    if not m or m.group(1).upper() not in LEVELS:
+        return None
+    return m.group(1).upper()
+
+
+def prescription_mismatch(protocol: Protocol, total_gy: Optional[float], fractions: Optional[int]) -> Optional[str]:
+    """A sentence when a plan's prescription differs from the protocol's (the review still uses the protocol)."""
+    parts = []
+    if fractions is not None and fractions != protocol.fractions:
+        parts.append(f"{fractions} fractions instead of {protocol.fractions}")
+    if total_gy is not None and abs(total_gy - protocol.prescription_gy) > 0.01:
+        parts.append(f"{total_gy:g} Gy instead of {protocol.prescription_gy:g} Gy")
+    if not parts:
+        return None
+    return f"The RTPLAN prescribes {' and '.join(parts)}; the limits judged are those of protocol {protocol.id}."
+
+
 def name_key(name: str) -> str:
     """Comparison key for structure names: case-insensitive, ignoring spaces, '_' and '-'."""
     return re.sub(r"[\s_\-]+", "", str(name)).casefold()
