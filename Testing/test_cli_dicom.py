@@ -83,3 +83,41 @@ def test_volumes_from_a_dicom_case(case, tmp_path):
     assert proc.returncode == 2 and "SacralCanal" in proc.stderr and not bad.exists()
     proc = run("volumes", "--dicom", case.folder, "--segmentation", "x.seg.nrrd", "--level", "T8", "--out", bad)
     assert proc.returncode == 2 and "either --segmentation" in proc.stderr
+
+
+def test_headless_regression_script_matches_the_cli(case, tmp_path):
+    """Testing/regression_review.py (the script Slicer runs with --python-script) outside Slicer gives the
+    same metrics.json as ``sibspine review --dicom``; metrics.csv and report.html come with it."""
+    args = ["--case", case.folder, "--level", "T8", "--role", "ThecalSac=SpinalCanal"]
+    script = REPO / "Testing" / "regression_review.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--", *map(str, args), "--out", str(tmp_path / "script")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    cli = run(
+        "review",
+        "--dicom",
+        case.folder,
+        "--level",
+        "T8",
+        "--role",
+        "ThecalSac=SpinalCanal",
+        "--out",
+        tmp_path / "cli",
+        "--no-report",
+    )
+    assert proc.returncode == cli.returncode and proc.returncode in (0, 1), proc.stderr
+    a = json.loads((tmp_path / "script" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "cli" / "metrics.json").read_text())
+    assert a["rows"] == b["rows"] and a["verdict"] == b["verdict"]
+    assert (tmp_path / "script" / "metrics.csv").stat().st_size > 0
+    assert "Verdict:" in (tmp_path / "script" / "report.html").read_text(encoding="utf-8")
+    bad = subprocess.run(
+        [sys.executable, str(script), "--case", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "Error:" in bad.stderr

@@ -38,3 +38,22 @@ def test_normalisation_needs_the_prescription_structure(protocol):
     first = review_case(CaseInput("x", "T8", masks, dose), protocol)
     with pytest.raises(ValueError, match="Cannot normalise: PTV_Eval D90%"):
         normalise_to_prescription(first)
+
+
+def test_rescaled_review_equals_reviewing_the_scaled_dose(protocol, demo_case):
+    """Scaling the DVHs (no recomputation) gives the review of the scaled dose, row for row."""
+    from SIBSpineSBRTLib.geometry.masks import Mask
+    from SIBSpineSBRTLib.review.whatif import rescaled_review
+
+    c = demo_case
+    masks = {n: Mask(m, c.ct_geometry, n) for n, m in c.segments.items()}
+    dose = DoseGrid(c.dose_gy, c.dose_geometry)
+    first = review_case(CaseInput(c.name, c.level, masks, dose), protocol)
+    for factor in (0.9, 1.08):
+        fast = rescaled_review(first, factor)
+        slow = review_case(CaseInput(c.name, c.level, masks, dose.scaled(factor)), protocol)
+        for a, b in zip(fast.rows, slow.rows):
+            assert (a.structure, a.metric, a.status) == (b.structure, b.metric, b.status)
+            assert a.value == pytest.approx(b.value, abs=1e-6)
+        assert fast.verdict == slow.verdict
+    assert first.inputs.dose is dose and np.array_equal(dose.array, c.dose_gy)

@@ -315,6 +315,23 @@ class DVH:
     spreads: Optional[np.ndarray] = None
     sampling: str = ""  # how the structure was sampled, for reports
 
+    def scaled(self, factor: float) -> DVH:
+        """The DVH of the same structure under the dose multiplied by ``factor`` (exact: every sample's dose
+        and spread scale with it)."""
+        if not np.isfinite(factor) or factor <= 0:
+            raise DoseError(f"{self.structure}: a dose scale factor must be a finite number > 0; got {factor}.")
+        spreads = None if self.spreads is None else np.asarray(self.spreads) * factor
+        return DVH(
+            self.structure,
+            self.doses * factor,
+            self.cum_volume_cc,
+            self.volume_cc,
+            self.fraction_outside,
+            self.supersampling,
+            spreads,
+            self.sampling,
+        )
+
     def __post_init__(self) -> None:
         d = np.asarray(self.doses, dtype=np.float64)
         cum = np.asarray(self.cum_volume_cc, dtype=np.float64)
@@ -510,9 +527,11 @@ def _mask_boxes(mask: Mask, dose: DoseGrid, n: Tuple[int, int, int], max_rows: i
     m = dose.geometry.ras_to_ijk @ mask.geometry.ijk_to_ras  # mask index -> dose index
     lin, shift = m[:3, :3], m[:3, 3]
     k, j, i = np.nonzero(mask.array)
-    offsets = np.stack(
-        np.meshgrid(*[(np.arange(c) + 0.5) / c - 0.5 for c in n], indexing="ij"), axis=-1
-    ).reshape(-1, 3).dot(lin.T)
+    offsets = (
+        np.stack(np.meshgrid(*[(np.arange(c) + 0.5) / c - 0.5 for c in n], indexing="ij"), axis=-1)
+        .reshape(-1, 3)
+        .dot(lin.T)
+    )
     edges = lin.T  # row m: dose-index step per mask-index step along axis m
     lengths = 1.0 / np.asarray(n, dtype=np.float64)
     sub_volume = mask.geometry.voxel_volume_cc / float(np.prod(n))

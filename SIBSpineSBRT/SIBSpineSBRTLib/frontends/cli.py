@@ -57,7 +57,7 @@ def _whatif(ctx, result, out: Path, args) -> Path:
     from ..review.whatif import normalise_to_prescription
 
     p = result.protocol
-    what = normalise_to_prescription(result, role_overrides=_parse_roles(args.role), **_margins(args))
+    what = normalise_to_prescription(result)
     add_dose_node(ctx.scene, what.dose)
     print(
         f"\nWhat-if: the whole dose x {what.factor:.4f} so that {p.prescription_structure} {p.prescription_metric} "

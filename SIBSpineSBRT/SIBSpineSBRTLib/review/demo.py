@@ -14,23 +14,39 @@ class DemoError(ValueError):
     """A request the demo case cannot satisfy."""
 
 
+CASES = ("thoracic",)  # teaching cases available (grows with the phantom generator)
+VARIANTS = ("pass",)
+
+
+def build_teaching_case(case: str = "thoracic", variant: str = "pass"):
+    """The in-memory teaching case (CT, segments, dose; fields as ``phantoms.demo.DemoCase``)."""
+    if case not in CASES or variant not in VARIANTS:
+        raise DemoError(
+            f"No teaching case {case!r} / variant {variant!r}; available: cases {', '.join(CASES)}, "
+            f"variants {', '.join(VARIANTS)}."
+        )
+    return build_demo_case()
+
+
 def run_demo_review(
     scene,
     protocol: Optional[Protocol] = None,
     drop_segments: Iterable[str] = (),
     role_overrides: Optional[Mapping[str, str]] = None,
+    case: str = "thoracic",
+    variant: str = "pass",
     **review_options,
 ) -> Tuple[ReviewResult, CaseNodes]:
     """Build the synthetic T8 case in ``scene``, review it and store the results back in the scene
     (``review_options``: ``ptv_margins``, ``prv_margin_mm`` as ``review_case`` takes them)."""
     protocol = protocol or load_protocol()
-    case = build_demo_case()
+    built = build_teaching_case(case, variant)
     for name in drop_segments:
-        if name not in case.segments:
-            raise DemoError(f"The demo case has no segment {name} ({', '.join(case.segments)}).")
-        del case.segments[name]
-    nodes = add_case_nodes(scene, case)
-    data = case_input_from_nodes(scene, nodes.segmentation, nodes.dose, case.level, case.name)
+        if name not in built.segments:
+            raise DemoError(f"The demo case has no segment {name} ({', '.join(built.segments)}).")
+        del built.segments[name]
+    nodes = add_case_nodes(scene, built)
+    data = case_input_from_nodes(scene, nodes.segmentation, nodes.dose, built.level, built.name)
     result = review_case(data, protocol, role_overrides, **review_options)
     store_review(scene, nodes.segmentation, result)
     return result, nodes

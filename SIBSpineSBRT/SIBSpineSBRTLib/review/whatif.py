@@ -5,11 +5,12 @@ The original dose is never changed: the rescaled dose is a new DoseGrid (and, in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from ..dose.grid import DoseError, DoseGrid
-from .pipeline import CaseInput, ReviewResult, review_case
+from ..protocol import evaluate as ev
+from .pipeline import CaseInput, ReviewResult
 
 
 @dataclass
@@ -27,13 +28,29 @@ def prescription_value(result: ReviewResult) -> Optional[float]:
     return None if dvh is None else dvh.metric(p.prescription_metric)
 
 
-def normalise_to_prescription(result: ReviewResult, **review_options) -> WhatIf:
-    """Scale the whole dose so that the prescription metric equals the prescription dose, and review again
-    (``review_options``: the role overrides and margins the first review used)."""
+def rescaled_review(result: ReviewResult, factor: float) -> ReviewResult:
+    """The review of the same plan with the whole dose multiplied by ``factor``, without recomputing: every
+    DVH scales exactly, and each row is judged again. The original result and dose are untouched."""
     p = result.protocol
-    case = result.inputs
-    if case.dose is None:
-        raise DoseError("Normalisation needs a dose volume.")
+    dvhs = {name: dvh.scaled(factor) for name, dvh in result.dvhs.items()}
+    before = {(r.structure, r.metric): r for r in result.rows}
+
+    def value(c):
+        if c.structure not in dvhs:
+            raise ev.NotEvaluable(before[(c.structure, c.metric)].message)
+        return dvhs[c.structure].metric(c.metric)
+
+    rows = ev.evaluate(p, value, lambda s: any(k[0] == s for k in before))
+    inputs = result.inputs
+    if inputs is not None and inputs.dose is not None:
+        dose = inputs.dose.scaled(factor, f"{inputs.dose.name} x{factor:.4f}")
+        inputs = CaseInput(inputs.name, inputs.level, inputs.masks, dose, inputs.dose_problem)
+    return replace(result, dvhs=dvhs, rows=rows, verdict=ev.verdict(rows), inputs=inputs)
+
+
+def normalise_to_prescription(result: ReviewResult) -> WhatIf:
+    """Scale the whole dose so that the prescription metric equals the prescription dose, and judge again."""
+    p = result.protocol
     current = prescription_value(result)
     if current is None or current <= 0:
         raise DoseError(
@@ -41,6 +58,5 @@ def normalise_to_prescription(result: ReviewResult, **review_options) -> WhatIf:
             f"({result.volume_problems.get(p.prescription_structure, 'no dose in the structure')})."
         )
     factor = p.prescription_gy / current
-    dose = case.dose.scaled(factor, f"{case.dose.name} normalised x{factor:.4f}")
-    rescaled = CaseInput(case.name, case.level, case.masks, dose, case.dose_problem)
-    return WhatIf(factor, dose, review_case(rescaled, p, **review_options), current)
+    rescaled = rescaled_review(result, factor)
+    return WhatIf(factor, rescaled.inputs.dose if rescaled.inputs else None, rescaled, current)
