@@ -1,13 +1,18 @@
 import logging
 import os
-from typing import Annotated, Optional
+from typing import Annotated, Dict, Optional
 
 import slicer
 import vtk
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer import (
+    vtkMRMLLinearTransformNode,
+    vtkMRMLScalarVolumeNode,
+    vtkMRMLSegmentationNode,
+    vtkMRMLTableNode,
+)
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import *
 from slicer.util import VTKObservationMixin
 
@@ -45,12 +50,18 @@ class SIBSpineSBRT(ScriptedLoadableModule):
 
 @parameterNodeWrapper
 class SIBSpineSBRTParameterNode:
-    """The review's inputs, saved with the scene."""
+    """The review's inputs and its stored results: saved with the scene, so reopening it restores the review."""
 
+    ct: Optional[vtkMRMLScalarVolumeNode]
+    mr: Optional[vtkMRMLScalarVolumeNode]
+    mrTransform: Optional[vtkMRMLLinearTransformNode]
     segmentation: Optional[vtkMRMLSegmentationNode]
     dose: Optional[vtkMRMLScalarVolumeNode]
     level: Annotated[str, Choice(list(LEVELS))] = "T8"
     protocol: Annotated[str, Choice(list(available_protocols()) or [DEFAULT_PROTOCOL])] = DEFAULT_PROTOCOL
+    mrOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    roleOverrides: Dict[str, str]
+    results: Optional[vtkMRMLTableNode]
 
 
 #
@@ -59,7 +70,7 @@ class SIBSpineSBRTParameterNode:
 
 
 class SIBSpineSBRTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Binds the panel to the logic; holds no decision of its own."""
+    """Binds the panel to the logic; every decision (what is possible, statuses, colours) comes from the library."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -67,6 +78,7 @@ class SIBSpineSBRTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._updatingRoles = False
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -80,8 +92,17 @@ class SIBSpineSBRTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
-        self.ui.evaluateButton.connect("clicked(bool)", self.onEvaluateButton)
-        self.ui.demoButton.connect("clicked(bool)", self.onDemoButton)
+        self.ui.loadCaseButton.connect("clicked(bool)", self.onLoadCase)
+        self.ui.registerButton.connect("clicked(bool)", self.onRegister)
+        self.ui.buildVolumesButton.connect("clicked(bool)", self.onBuildVolumes)
+        self.ui.evaluateButton.connect("clicked(bool)", self.onEvaluate)
+        self.ui.normaliseButton.connect("clicked(bool)", self.onNormalise)
+        self.ui.layoutButton.connect("clicked(bool)", self.onLayout)
+        self.ui.exportReportButton.connect("clicked(bool)", self.onExportReport)
+        self.ui.exportRtstructButton.connect("clicked(bool)", self.onExportRtstruct)
+        self.ui.demoButton.connect("clicked(bool)", self.onDemo)
+        self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._fillRoleTable)
+        self.ui.mrOpacitySlider.connect("valueChanged(double)", self.logic.setMROpacity)
 
         self.initializeParameterNode()
 
@@ -118,69 +139,174 @@ class SIBSpineSBRTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
             self._updateButtons()
+            self._fillRoleTable()
+            if self._parameterNode.results is not None:  # a reopened scene shows its stored review
+                self.showResults(self._parameterNode.results)
+
+    # -- state -------------------------------------------------------------------------------------------
 
     def _updateButtons(self, caller=None, event=None) -> None:
-        from SIBSpineSBRTLib.review.readiness import evaluate_missing
+        from SIBSpineSBRTLib.review import readiness as r
 
         p = self._parameterNode
-        missing = evaluate_missing(
-            p is not None and p.segmentation is not None, p is not None and p.dose is not None, p.level if p else None
-        )
-        self.ui.evaluateButton.enabled = not missing
-        self.ui.evaluateButton.toolTip = (
-            "\n".join(missing) if missing else _("Build the planning volumes and judge the plan.")
-        )
+        if p is None:
+            return
+        missing = r.missing_for(self.logic.panelState(p))
+        for action, button in (
+            (r.REGISTER, self.ui.registerButton),
+            (r.BUILD, self.ui.buildVolumesButton),
+            (r.EVALUATE, self.ui.evaluateButton),
+            (r.NORMALISE, self.ui.normaliseButton),
+            (r.REPORT, self.ui.exportReportButton),
+            (r.RTSTRUCT, self.ui.exportRtstructButton),
+        ):
+            button.enabled = not missing[action]
+            if missing[action]:
+                button.toolTip = "\n".join(missing[action])
 
-    def onEvaluateButton(self) -> None:
-        p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("Plan evaluation failed."), waitCursor=True):
-            result = self.logic.evaluate(p.segmentation, p.dose, p.level, p.protocol)
-            self.showResult(result)
-
-    def onDemoButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Demo review failed."), waitCursor=True):
-            result, nodes = self.logic.runDemo()
-            self._parameterNode.segmentation = nodes.segmentation
-            self._parameterNode.dose = nodes.dose
-            self._parameterNode.level = result.level
-            slicer.util.setSliceViewerLayers(
-                background=nodes.ct, foreground=nodes.dose, foregroundOpacity=0.4, fit=True
-            )
-            self.showResult(result)
-
-    def showResult(self, result) -> None:
-        """Fill the results table and the verdict label (presentation only)."""
+    def _fillRoleTable(self, node=None) -> None:
+        """Protocol role -> segment, as the library resolves it; a combo box per role to change it."""
         import qt
 
-        from SIBSpineSBRTLib.mrml.results import STATUS_COLORS
+        p = self._parameterNode
+        table = self.ui.roleTable
+        table.clear()
+        table.setColumnCount(2)
+        table.setHorizontalHeaderLabels([_("Protocol structure"), _("Segment")])
+        rows = self.logic.roleRows(p) if p is not None else []
+        table.setRowCount(len(rows))
+        self._updatingRoles = True
+        for n, (role, chosen, names) in enumerate(rows):
+            table.setItem(n, 0, qt.QTableWidgetItem(role))
+            combo = qt.QComboBox()
+            combo.addItems(["(none)"] + names)
+            combo.setCurrentText(chosen or "(none)")
+            combo.connect("currentTextChanged(QString)", lambda text, role=role: self._onRoleChanged(role, text))
+            table.setCellWidget(n, 1, combo)
+        self._updatingRoles = False
+        table.resizeColumnsToContents()
+
+    def _onRoleChanged(self, role: str, text: str) -> None:
+        if self._updatingRoles or self._parameterNode is None:
+            return
+        overrides = dict(self._parameterNode.roleOverrides)
+        if text == "(none)":
+            overrides.pop(role, None)
+        else:
+            overrides[role] = text
+        self._parameterNode.roleOverrides = overrides
+
+    def _progress(self, fraction: float, message: str = "") -> None:
+        bar = self.ui.progressBar
+        bar.visible = fraction < 1.0
+        bar.value = int(100 * fraction)
+        bar.format = f"{message} %p%" if message else "%p%"
+        slicer.app.processEvents()
+
+    # -- actions -----------------------------------------------------------------------------------------
+
+    def onLoadCase(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Loading the DICOM case failed."), waitCursor=True):
+            self.logic.loadDicomCase(self.ui.caseDirectoryPathLineEdit.currentPath, self._parameterNode)
+            self._fillRoleTable()
+
+    def onRegister(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("MR-to-CT registration failed."), waitCursor=True):
+            self.logic.register(self._parameterNode, self._progress)
+        self._progress(1.0)
+
+    def onBuildVolumes(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Building the planning volumes failed."), waitCursor=True):
+            messages = self.logic.buildVolumes(self._parameterNode)
+            self.ui.messagesLabel.text = "\n".join(messages)
+
+    def onEvaluate(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Plan evaluation failed."), waitCursor=True):
+            self._progress(0.1, _("Evaluating"))
+            self.logic.evaluate(self._parameterNode)
+            self.showResults(self._parameterNode.results)
+            self.logic.showReviewLayout(self._parameterNode)
+        self._progress(1.0)
+
+    def onNormalise(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Normalisation failed."), waitCursor=True):
+            self.logic.normalise(self._parameterNode)
+            self.showResults(self._parameterNode.results)
+
+    def onLayout(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Setting up the review layout failed.")):
+            self.logic.showReviewLayout(self._parameterNode)
+
+    def onExportReport(self) -> None:
+        import qt
+
+        path = qt.QFileDialog.getSaveFileName(None, _("Export report"), "report.html", "HTML (*.html)")
+        if path:
+            with slicer.util.tryWithErrorDisplay(_("Writing the report failed."), waitCursor=True):
+                self.logic.exportReport(path, self._parameterNode)
+
+    def onExportRtstruct(self) -> None:
+        import qt
+
+        path = qt.QFileDialog.getSaveFileName(None, _("Export RTSTRUCT"), "planning_volumes.dcm", "DICOM (*.dcm)")
+        if path:
+            with slicer.util.tryWithErrorDisplay(_("Writing the RTSTRUCT failed."), waitCursor=True):
+                self.logic.exportRtstruct(path, self._parameterNode)
+
+    def onDemo(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Demo review failed."), waitCursor=True):
+            self.logic.runDemo(self._parameterNode)
+            self.showResults(self._parameterNode.results)
+            self.logic.showReviewLayout(self._parameterNode)
+            self._fillRoleTable()
+
+    # -- results -----------------------------------------------------------------------------------------
+
+    def showResults(self, tableNode) -> None:
+        """Fill the results table and verdict from the stored results table node (presentation only)."""
+        import qt
+
+        from SIBSpineSBRTLib.mrml.results import STATUS_COLORS, read_results_table, results_verdict
         from SIBSpineSBRTLib.report.text_table import STATUS_LABEL
 
+        rows = read_results_table(tableNode)
+        headers = [
+            _("Structure"),
+            _("Metric"),
+            _("Value"),
+            _("EQD2"),
+            _("Optimal"),
+            _("Mandatory"),
+            _("Status"),
+            _("SlicerRT"),
+        ]
         table = self.ui.resultsTable
-        headers = [_("Structure"), _("Metric"), _("Value"), _("Optimal"), _("Mandatory"), _("Status")]
         table.clear()
         table.setColumnCount(len(headers))
         table.setHorizontalHeaderLabels(headers)
-        table.setRowCount(len(result.rows))
-        for row, r in enumerate(result.rows):
-            value = "-" if r.value is None else f"{r.value:.2f} {r.unit}"
+        table.setRowCount(len(rows))
+        for n, r in enumerate(rows):
             cells = [
-                r.structure,
-                r.metric,
-                value,
-                r.optimal_text or "-",
-                r.mandatory_text or "-",
-                STATUS_LABEL[r.status],
+                r["structure"],
+                r["metric"],
+                r["value_text"],
+                r["eqd2_text"],
+                r["optimal"],
+                r["mandatory"],
+                STATUS_LABEL[r["status"]],
+                r["crosscheck_text"],
             ]
             for col, text in enumerate(cells):
                 item = qt.QTableWidgetItem(text)
-                item.setToolTip(r.message or r.constraint.note or r.constraint.source)
-                if col == len(cells) - 1:
-                    red, green, blue = (int(255 * c) for c in STATUS_COLORS[r.status])
+                item.setToolTip(r["note"])
+                if col == 6:
+                    red, green, blue = (int(255 * c) for c in STATUS_COLORS[r["status"]])
                     item.setBackground(qt.QBrush(qt.QColor(red, green, blue)))
-                table.setItem(row, col, item)
+                table.setItem(n, col, item)
         table.resizeColumnsToContents()
-        self.ui.verdictLabel.text = _("Verdict: {verdict}").format(verdict=result.verdict.upper())
-        self.ui.messagesLabel.text = "\n".join(result.messages)
+        verdict, messages = results_verdict(tableNode)
+        self.ui.verdictLabel.text = _("Verdict: {verdict}").format(verdict=verdict.upper())
+        self.ui.messagesLabel.text = messages
 
 
 #
@@ -189,39 +315,198 @@ class SIBSpineSBRTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class SIBSpineSBRTLogic(ScriptedLoadableModuleLogic):
-    """Runs the library's review on the application's scene; usable without a GUI."""
+    """Runs the library on the application's scene; usable without a GUI. The last review is kept in memory
+    for the what-if and the report; the parameter node keeps the inputs and the results table."""
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
+        self.lastResult = None
+        self.dicomCase = None
 
     def getParameterNode(self):
         return SIBSpineSBRTParameterNode(super().getParameterNode())
 
-    def evaluate(self, segmentationNode, doseNode, level: str, protocolId: str, scene=None):
-        """Build the planning volumes, judge the plan and store the results in the scene."""
+    def panelState(self, p):
+        from SIBSpineSBRTLib.review.planning_volumes import PTV
+        from SIBSpineSBRTLib.review.readiness import PanelState
+
+        seg = p.segmentation
+        built = seg is not None and bool(seg.GetSegmentation().GetSegmentIdBySegmentName(PTV))
+        result = self.lastResult
+        return PanelState(
+            ct=p.ct is not None,
+            mr=p.mr is not None,
+            segmentation=seg is not None,
+            dose=p.dose is not None,
+            level=p.level,
+            evaluated=result is not None,
+            prescription_metric_known=result is not None and result.protocol.prescription_structure in result.dvhs,
+            volumes_built=built,
+            ct_from_dicom=self.dicomCase is not None and self.dicomCase.ct is p.ct,
+        )
+
+    def roleRows(self, p):
+        from SIBSpineSBRTLib.mrml.segmentations import segment_names
+        from SIBSpineSBRTLib.protocol.model import ProtocolError, load_protocol
+        from SIBSpineSBRTLib.protocol.roles import role_choices
+
+        if p.segmentation is None:
+            return []
+        names = [name for _sid, name in segment_names(p.segmentation)]
+        try:
+            return role_choices(load_protocol(p.protocol), names, dict(p.roleOverrides))
+        except ProtocolError as exc:
+            logging.warning(str(exc))
+            return role_choices(load_protocol(p.protocol), names, {})
+
+    def loadDicomCase(self, folder: str, p) -> None:
+        from SIBSpineSBRTLib.caseio.slicer_dicom import load_case_with_slicer_dicom
+        from SIBSpineSBRTLib.protocol.model import level_from_text
+
+        if not folder or not os.path.isdir(folder):
+            raise ValueError(_("Choose the DICOM case folder first."))
+        case = load_case_with_slicer_dicom(folder)
+        self.dicomCase, self.lastResult = case, None
+        p.ct, p.segmentation, p.dose = case.ct, case.segmentation, case.dose
+        p.mr = case.mr[0] if case.mr else None
+        level = level_from_text(case.prescription.plan_label) if case.prescription is not None else None
+        if level:
+            p.level = level
+        for message in case.messages:
+            logging.info(message)
+
+    def register(self, p, progress=None) -> None:
+        from SIBSpineSBRTLib.registration.mrml_transform import register_volume_nodes
+
+        result, transform = register_volume_nodes(
+            slicer.mrmlScene, p.ct, p.mr, progress=progress, transform_node=p.mrTransform
+        )
+        p.mrTransform = transform
+        logging.info(f"SIBSpineSBRT: MR registered to CT ({result})")
+
+    def _planned(self, p):
+        from SIBSpineSBRTLib.mrml.segmentations import read_segments, reference_geometry
+        from SIBSpineSBRTLib.mrml.volumes import volume_geometry
+        from SIBSpineSBRTLib.protocol.model import load_protocol
+        from SIBSpineSBRTLib.review.planning_volumes import plan_volumes
+
+        geometry = volume_geometry(p.ct) if p.ct is not None else reference_geometry(p.segmentation)
+        protocol = load_protocol(p.protocol)
+        masks = read_segments(p.segmentation, geometry=geometry)
+        return protocol, plan_volumes(protocol, masks, p.level, dict(p.roleOverrides))
+
+    def buildVolumes(self, p) -> list:
+        """Write the planning volumes as new segments; returns what could not be built and why."""
+        from SIBSpineSBRTLib.mrml.segmentations import write_derived_segment
+
+        protocol, planned = self._planned(p)
+        for name, volume in planned.volumes.items():
+            write_derived_segment(p.segmentation, volume.mask, name, protocol.structures[name].color, volume.recipe)
+        return [planned.problem_message(protocol, n) for n in planned.problems]
+
+    def evaluate(self, p, scene=None):
+        """Build the planning volumes, judge the plan, store results (table, DVH chart) in the scene."""
         from SIBSpineSBRTLib.mrml.case import case_input_from_nodes, store_review
-        from SIBSpineSBRTLib.mrml.results import write_results_table
         from SIBSpineSBRTLib.mrml.slicerrt_dvh import crosscheck_with_slicerrt, slicerrt_available
         from SIBSpineSBRTLib.protocol.model import load_protocol
         from SIBSpineSBRTLib.review.pipeline import review_case
 
         scene = scene or slicer.mrmlScene
-        if segmentationNode is None or doseNode is None:
-            raise ValueError(_("Choose a segmentation and a dose volume."))
-        data = case_input_from_nodes(scene, segmentationNode, doseNode, level)
-        result = review_case(data, load_protocol(protocolId))
-        store_review(scene, segmentationNode, result)
-        if slicerrt_available():  # SlicerRT's DVH cross-checks every metric; disagreements are judged conservatively
-            result = crosscheck_with_slicerrt(scene, segmentationNode, doseNode, result)
-            write_results_table(scene, result)
+        data = case_input_from_nodes(scene, p.segmentation, p.dose, p.level, reference_volume=p.ct)
+        result = review_case(data, load_protocol(p.protocol), dict(p.roleOverrides))
+        store_review(scene, p.segmentation, result)
+        if slicerrt_available() and p.dose is not None:  # SlicerRT's DVH cross-checks every metric
+            result = crosscheck_with_slicerrt(scene, p.segmentation, p.dose, result)
+        return self._store(p, result, scene)
+
+    def _store(self, p, result, scene):
+        from SIBSpineSBRTLib.mrml.plots import write_dvh_chart
+        from SIBSpineSBRTLib.mrml.results import write_results_table
+
+        p.results = write_results_table(scene, result, p.results)
+        write_dvh_chart(scene, result)
+        self.lastResult = result
         logging.info(f"SIBSpineSBRT: {result.case} {result.level}: verdict {result.verdict}")
         return result
 
-    def runDemo(self, scene=None):
+    def normalise(self, p, scene=None):
+        """What-if: the dose scaled so the prescription metric equals the prescription, as a new dose node."""
+        from SIBSpineSBRTLib.mrml.case import add_dose_node
+        from SIBSpineSBRTLib.review.whatif import normalise_to_prescription
+
+        scene = scene or slicer.mrmlScene
+        if self.lastResult is None:
+            raise ValueError(_("Evaluate the plan first."))
+        what = normalise_to_prescription(self.lastResult)
+        add_dose_node(scene, what.dose)
+        return self._store(p, what.result, scene)
+
+    def showReviewLayout(self, p) -> None:
+        from SIBSpineSBRTLib.mrml import views
+        from SIBSpineSBRTLib.mrml.plots import CHART_NAME
+        from SIBSpineSBRTLib.protocol.model import load_protocol
+
+        layoutManager = slicer.app.layoutManager()
+        if layoutManager is None:  # --no-main-window: no views
+            return
+        views.register_review_layout(layoutManager.layoutLogic().GetLayoutNode())
+        layoutManager.setLayout(views.REVIEW_LAYOUT_ID)
+        if p.ct is not None:
+            views.show_review(
+                slicer.mrmlScene,
+                p.ct,
+                p.dose,
+                p.mr,
+                p.segmentation,
+                load_protocol(p.protocol).prescription_gy,
+                p.mrOpacity,
+            )
+            for name in (views.CT_VIEW, views.FUSION_VIEW, views.SAGITTAL_VIEW):
+                layoutManager.sliceWidget(name).sliceLogic().FitSliceToAll()
+        if p.results is not None and layoutManager.tableViewCount > 0:
+            p.results.SetUseColumnTitleAsColumnHeader(True)
+            layoutManager.tableWidget(0).mrmlTableViewNode().SetTableNodeID(p.results.GetID())
+        chart = slicer.mrmlScene.GetFirstNodeByName(CHART_NAME)
+        if chart is not None and layoutManager.plotViewCount > 0:
+            layoutManager.plotWidget(0).mrmlPlotViewNode().SetPlotChartNodeID(chart.GetID())
+
+    def setMROpacity(self, value: float) -> None:
+        from SIBSpineSBRTLib.mrml.views import set_mr_opacity
+
+        set_mr_opacity(slicer.mrmlScene, value)
+
+    def exportReport(self, path: str, p) -> None:
+        from SIBSpineSBRTLib.registration.mrml_transform import transform_to_parent
+        from SIBSpineSBRTLib.report.outputs import write_report_file
+
+        if self.lastResult is None:
+            raise ValueError(_("Evaluate the plan first."))
+        mr_to_ct = transform_to_parent(p.mrTransform) if p.mrTransform is not None else None
+        write_report_file(self.lastResult, path, p.ct, p.mr, mr_to_ct)
+
+    def exportRtstruct(self, path: str, p) -> None:
+        from SIBSpineSBRTLib.caseio.export import write_planning_volumes
+
+        if self.dicomCase is None or self.dicomCase.ct is not p.ct:
+            raise ValueError(_("Load the case with 'Load' (DICOM case folder) so the RTSTRUCT can reference its CT."))
+        protocol, planned = self._planned(p)
+        if planned.problems:
+            raise ValueError(" ".join(planned.problem_message(protocol, n) for n in planned.problems))
+        colors = {n: protocol.structures[n].color for n in planned.volumes}
+        write_planning_volumes(self.dicomCase, planned.volumes, path, colors)
+
+    def runDemo(self, p=None, scene=None):
         """The built-in synthetic T8 case, reviewed (the same function the command line and pytest run)."""
         from SIBSpineSBRTLib.review.demo import run_demo_review
 
-        return run_demo_review(scene or slicer.mrmlScene)
+        scene = scene or slicer.mrmlScene
+        result, nodes = run_demo_review(scene)
+        if p is not None:
+            p.ct, p.segmentation, p.dose, p.level = nodes.ct, nodes.segmentation, nodes.dose, result.level
+            p.mr = getattr(nodes, "mr", None)
+            self._store(p, result, scene)
+        self.lastResult = result
+        return result, nodes
 
 
 #
@@ -238,6 +523,8 @@ class SIBSpineSBRTTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_DemoReview()
+        self.setUp()
+        self.test_ParameterNodeRestoresReview()
 
     def test_DemoReview(self):
         from SIBSpineSBRTLib.protocol.model import load_protocol
@@ -249,5 +536,17 @@ class SIBSpineSBRTTest(ScriptedLoadableModuleTest):
         segmentation = nodes.segmentation.GetSegmentation()
         for name in ("PTV", "PTV_Eval", "SpinalCord_PRV02"):
             self.assertTrue(segmentation.GetSegmentIdBySegmentName(name), name)
-        self.assertTrue(os.path.isfile(load_protocol().path))
         self.delayDisplay(_("Test passed"))
+
+    def test_ParameterNodeRestoresReview(self):
+        from SIBSpineSBRTLib.mrml.results import read_results_table
+
+        logic = SIBSpineSBRTLogic()
+        p = logic.getParameterNode()
+        result, _nodes = logic.runDemo(p)
+        rows = read_results_table(p.results)
+        self.assertEqual(
+            [(r["structure"], r["metric"], r["status"]) for r in rows],
+            [(r.structure, r.metric, r.status) for r in result.rows],
+        )
+        self.assertEqual(p.level, "T8")

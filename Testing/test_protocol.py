@@ -212,3 +212,16 @@ def test_prescription_mismatch(protocol):
     assert prescription_mismatch(protocol, 30.0, 5) is None and prescription_mismatch(protocol, None, None) is None
     assert "24 Gy instead of 30 Gy" in prescription_mismatch(protocol, 24.0, 2)
     assert "2 fractions instead of 5" in prescription_mismatch(protocol, 24.0, 2)
+
+
+def test_role_table_rows(protocol):
+    from SIBSpineSBRTLib.protocol.roles import role_choices
+
+    names = ["GTV", "CTV", "Cord", "Canal_Spinal", "Esophagus", "Lung_L"]
+    rows = {role: chosen for role, chosen, _ in role_choices(protocol, names)}
+    assert rows["SpinalCord"] == "Cord" and rows["SpinalCanal"] == "Canal_Spinal" and rows["ThecalSac"] is None
+    assert rows["Esophagus"] == "Esophagus" and "Heart" not in rows  # optional organs only when present
+    assert {"PTV", "PTV_Eval", "SpinalCord_PRV02"}.isdisjoint(rows)  # built, not chosen
+    assert rows["SacralCanal"] is None  # needed at sacral levels, listed so it can be mapped
+    mapped = {role: chosen for role, chosen, _ in role_choices(protocol, names, {"ThecalSac": "Canal_Spinal"})}
+    assert mapped["ThecalSac"] == "Canal_Spinal" and mapped["SpinalCanal"] == "Canal_Spinal"

@@ -104,3 +104,23 @@ def test_dvh_chart_matches_the_engine(reviewed):
         )
     )
     assert (36.0, 50.0) in pts and (29.7, 90.0) in pts and (30.3, 90.0) in pts
+
+
+def test_results_table_keeps_everything_the_panel_shows(reviewed):
+    from dataclasses import replace
+
+    from SIBSpineSBRTLib.mrml.results import read_results_table, results_verdict, write_results_table
+    from SIBSpineSBRTLib.protocol.crosscheck import apply_crosscheck
+
+    scene, result, _ = reviewed
+    other = {(r.structure, r.metric): r.value + 0.5 for r in result.rows if r.value is not None}
+    checked = replace(result, rows=apply_crosscheck(result.rows, other), messages=["first", "second"])
+    node = write_results_table(scene, checked)
+    assert write_results_table(scene, checked).GetID() == node.GetID()  # one table, refilled
+    rows = read_results_table(node)
+    gtv = [r for r in rows if (r["structure"], r["metric"]) == ("GTV", "D50%")][0]
+    value = [r.value for r in result.rows if (r.structure, r.metric) == ("GTV", "D50%")][0]
+    assert gtv["value_text"] == f"{value:.2f} Gy" and gtv["crosscheck_text"] == f"{value + 0.5:.2f} (+0.50)"
+    assert gtv["eqd2_text"].endswith("Gy") and float(gtv["eqd2_text"].split()[0]) > value
+    assert "Mitsuyoshi" in gtv["note"]
+    assert results_verdict(node) == (checked.verdict, "first\nsecond")

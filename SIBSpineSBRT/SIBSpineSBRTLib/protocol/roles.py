@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .model import Protocol, ProtocolError
 
@@ -59,3 +59,20 @@ def resolve_roles(
             raise ProtocolError(f"Segments {', '.join(hits)} all match {role}; say which one with --role {role}=NAME.")
         result[role] = hits[0] if hits else None
     return RoleResolution(result, names, overrides)
+
+
+def role_choices(
+    protocol: Protocol, segment_names: Sequence[str], overrides: Optional[Mapping[str, str]] = None
+) -> List[Tuple[str, Optional[str], List[str]]]:
+    """Rows of a role table: (role, segment chosen or None, every segment name), in protocol order. Listed:
+    the roles Table-1 limits and the planning volumes need, and other organs at risk when a segment matches."""
+    resolution = resolve_roles(protocol, segment_names, overrides)
+    essential = {c.structure for c in protocol.required_constraints}
+    essential |= {"CTV", "SpinalCord", "SpinalCanal", "SacralCanal", "SacralForamina"}
+    rows = []
+    for role, spec in protocol.structures.items():
+        if spec.derived or spec.kind == "reference" and role not in essential:
+            continue
+        if role in essential or resolution.get(role) is not None:
+            rows.append((role, resolution.get(role), list(segment_names)))
+    return rows

@@ -29,7 +29,7 @@ def write_review_outputs(
         "csv": write_metrics_csv(result, out / "metrics.csv"),
     }
     if report:
-        written["report"] = _report(result, out / "report.html", ct_node, mr_node, mr_to_ct)
+        written["report"] = write_report_file(result, out / "report.html", ct_node, mr_node, mr_to_ct)
     if save_scene and scene is not None:
         from ..mrml.storage import save_scene_mrb
 
@@ -37,7 +37,8 @@ def write_review_outputs(
     return written
 
 
-def _report(result, path: Path, ct_node, mr_node, mr_to_ct) -> Path:
+def write_report_file(result, path, ct_node=None, mr_node=None, mr_to_ct=None) -> Path:
+    """report.html at ``path``, with slices when the CT node is given (and the MR fused through ``mr_to_ct``)."""
     import numpy as np
 
     from ..mrml.volumes import volume_array, volume_geometry
