@@ -37,6 +37,14 @@ ORIENTATIONS = {
 }
 
 
+def save(ds, path) -> None:
+    """Write ``ds`` in the DICOM File Format (preamble, complete file meta, encoded as its Transfer Syntax
+    UID says) with pydicom 2.x or 3.x: the library's one pydicom version shim."""
+    from SIBSpineSBRTLib.caseio._pydicom_compat import write_file
+
+    write_file(ds, path)
+
+
 def uid() -> str:
     from pydicom.uid import generate_uid
 
@@ -164,14 +172,20 @@ def write_image_series(
         ds.SliceThickness = abs(grid.slice_step)
         ds.PositionReferenceIndicator = ""
         stored = np.round(values[k] - intercept).astype(np.uint16)
-        ds.set_pixel_data(stored, "MONOCHROME2", 16, generate_instance_uid=False)
+        # what pydicom 3's Dataset.set_pixel_data(stored, "MONOCHROME2", 16) sets (it is not in pydicom 2.x)
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows, ds.Columns = stored.shape
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.PixelData = stored.astype("<u2").tobytes()
+        ds["PixelData"].VR = "OW"
         ds.RescaleIntercept = intercept
         ds.RescaleSlope = 1
         if modality == "CT":
             ds.RescaleType = "HU"
         path = folder / name(n, int(k))
         path.parent.mkdir(parents=True, exist_ok=True)
-        ds.save_as(path, enforce_file_format=True)
+        save(ds, path)
         info.files[k] = path
         info.sop_uids[k] = ds.SOPInstanceUID
     return info
@@ -274,7 +288,7 @@ def write_rtstruct(
     ds.StructureSetROISequence = Seq(ssroi)
     ds.ROIContourSequence = Seq(roic)
     ds.RTROIObservationsSequence = Seq(obs)
-    ds.save_as(path, enforce_file_format=True)
+    save(ds, path)
     return ds.SOPInstanceUID
 
 
@@ -335,7 +349,7 @@ def write_rtdose(
         r.ReferencedSOPClassUID = RT_PLAN
         r.ReferencedSOPInstanceUID = plan_uid
         ds.ReferencedRTPlanSequence = Seq([r])
-    ds.save_as(path, enforce_file_format=True)
+    save(ds, path)
     return ds.SOPInstanceUID
 
 
@@ -369,7 +383,7 @@ def write_rtplan(
     ds.FractionGroupSequence = Seq([fg])
     if ss_uid:
         ds.ReferencedStructureSetSequence = Seq([_ref(RT_STRUCT, ss_uid)])
-    ds.save_as(path, enforce_file_format=True)
+    save(ds, path)
     return ds.SOPInstanceUID
 
 

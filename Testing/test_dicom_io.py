@@ -10,16 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dicom_fixtures as fx  # pydicom, contourpy and SimpleITK are in both locked venvs
 import numpy as np
 import pytest
 
-pytest.importorskip("pydicom")
-pytest.importorskip("contourpy")
-
-import dicom_fixtures as fx  # noqa: E402
-
-from SIBSpineSBRTLib.caseio import errors  # noqa: E402
-from SIBSpineSBRTLib.geometry.masks import Mask  # noqa: E402
+from SIBSpineSBRTLib.caseio import errors
+from SIBSpineSBRTLib.geometry.masks import Mask
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -166,7 +162,6 @@ def test_ct_node_geometry_in_mrml(tmp_path, scene):
 
 
 def test_compressed_slices_pydicom_cannot_decode_are_read_with_simpleitk(tmp_path):
-    pytest.importorskip("SimpleITK")
     import pydicom
 
     from SIBSpineSBRTLib.caseio.dicom_image import read_image_series
@@ -186,6 +181,29 @@ def test_compressed_slices_pydicom_cannot_decode_are_read_with_simpleitk(tmp_pat
     for k_file in range(3):
         k = ser.slice_sop_uids.index(info.sop_uids[k_file])
         assert np.array_equal(ser.array[k], info.values[k_file])
+
+
+def test_bits_above_bits_stored_are_ignored_with_any_pydicom(tmp_path):
+    """12-bit signed CT values in 16-bit words, high bits clear or holding other bits: the same HU with pydicom 2.x
+    (whose pixel_array keeps those bits) as with 3.x (which masks / sign-extends them)."""
+    import pydicom
+
+    from SIBSpineSBRTLib.caseio.dicom_image import read_image_series
+    from SIBSpineSBRTLib.caseio.dicom_scan import scan_folder
+
+    info = small_series(tmp_path / "ct", slices=3)  # values -500 .. 219
+    for k, f in enumerate(info.files):
+        ds = pydicom.dcmread(f)
+        words = info.values[k].astype(np.int16).view(np.uint16) & 0x0FFF  # 12-bit two's complement
+        if k == 1:
+            words |= 0xA000  # unused high bits set (e.g. overlay bits)
+        ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 12, 11, 1
+        ds.RescaleIntercept = 0
+        ds.PixelData = words.astype("<u2").tobytes()
+        fx.save(ds, f)
+    ser = read_image_series(scan_folder(tmp_path).image_series("CT")[0])
+    for k_file in range(3):
+        assert np.array_equal(ser.array[ser.slice_sop_uids.index(info.sop_uids[k_file])], info.values[k_file])
 
 
 def test_missing_slice_names_the_neighbours(tmp_path):
@@ -215,7 +233,7 @@ def test_duplicate_slices_are_refused(tmp_path):
     (tmp_path / "ct" / "copy_of_slice").unlink()
     ds = pydicom.dcmread(info.files[4])
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.save_as(tmp_path / "ct" / "second_at_same_place", enforce_file_format=True)
+    fx.save(ds, tmp_path / "ct" / "second_at_same_place")
     with pytest.raises(errors.DuplicateSliceError, match="second_at_same_place"):
         read_image_series(scan_folder(tmp_path).image_series("CT")[0])
 
@@ -230,7 +248,7 @@ def test_mixed_series_under_one_uid_are_refused(tmp_path):
     b = small_series(tmp_path / "b", "HFP")
     ds = pydicom.dcmread(b.files[0])
     ds.SeriesInstanceUID = a.series_uid
-    ds.save_as(b.files[0], enforce_file_format=True)
+    fx.save(ds, b.files[0])
     scan = scan_folder(tmp_path)
     with pytest.raises(errors.MixedSeriesError, match="share a series UID but differ") as exc:
         read_image_series(scan.series[a.series_uid])
@@ -246,11 +264,11 @@ def test_irregular_spacing_and_gantry_tilt_are_refused(tmp_path):
     info = small_series(tmp_path / "ct")
     ds = pydicom.dcmread(info.files[3])
     ds.ImagePositionPatient = [float(v) for v in info.grid.ipp(3) + [0, 0, 0.9]]
-    ds.save_as(info.files[3], enforce_file_format=True)
+    fx.save(ds, info.files[3])
     with pytest.raises(errors.MissingSliceError, match="irregular slice spacing"):
         read_image_series(scan_folder(tmp_path).image_series("CT")[0])
     ds.ImagePositionPatient = [float(v) for v in info.grid.ipp(3) + [0, 1.5, 0]]
-    ds.save_as(info.files[3], enforce_file_format=True)
+    fx.save(ds, info.files[3])
     with pytest.raises(errors.UnsupportedSeriesError, match="gantry tilt"):
         read_image_series(scan_folder(tmp_path).image_series("CT")[0])
 
@@ -440,7 +458,6 @@ def test_contours_every_other_slice_fill_the_slices_between(tmp_path):
 
 
 def test_raw_contours_feed_the_contour_dvh_engine(case_dir):
-    pytest.importorskip("SIBSpineSBRTLib.dose.contours")
     from SIBSpineSBRTLib.caseio.rtstruct_read import read_rtstruct
 
     roi = read_rtstruct(case_dir.rtstruct_path).roi("CTV")
@@ -693,6 +710,9 @@ def test_plan_without_prescription_says_so(tmp_path):
 # -- dicompyler-core cross-check (its own environment) -------------------------------------------------
 
 
+# mrml: the cross-check runs ``volumes_from_dicom``, which loads the case into an MRML scene (slicer-core, no
+# Python 3.9 wheel), so it runs in the 3.11 venv only. dicompyler-core itself runs in its own venv either way.
+@pytest.mark.mrml
 def test_dicompyler_reads_the_export(tmp_path):
     """dicompyler-core, in its own venv (made once, pinned: Testing/dicompyler_env.py), reads our RTSTRUCT
     with the same ROI names and volumes within 2%."""

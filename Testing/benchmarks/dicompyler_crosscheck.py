@@ -1,12 +1,14 @@
 """Cross-check an exported RTSTRUCT with dicompyler-core, run in its own environment.
 
-dicompyler-core (0.5.6) needs pydicom < 3, so it cannot share the project's venv. Make a throwaway one
-outside the repository:
+dicompyler-core (0.5.6) needs pydicom < 3, so it cannot share the project's venv. By default the pinned venv
+of Testing/dicompyler_env.py is used (made on first use); or make a throwaway one outside the repository
+with the same pins:
 
     python3.11 -m venv /tmp/dicompyler-venv
-    /tmp/dicompyler-venv/bin/pip install dicompyler-core==0.5.6 pydicom==2.4.4 shapely==2.2.0
+    /tmp/dicompyler-venv/bin/pip install dicompyler-core==0.5.6 pydicom==2.4.4 scikit-image==0.25.2 shapely==2.1.2
 
-then, from the repository root with the project's venv:
+then, from the repository root with the project's Python 3.11 venv (this script loads the case into an MRML
+scene, which needs slicer-core; the library and the fixtures themselves work with pydicom 2.4 and 3.0):
 
     .venv/bin/python Testing/benchmarks/dicompyler_crosscheck.py --dicompyler-python /tmp/dicompyler-venv/bin/python
 
@@ -146,6 +148,11 @@ def main(argv=None) -> int:
         from dicompyler_env import dicompyler_python
 
         args.dicompyler_python = dicompyler_python()
+    try:
+        import slicer  # noqa: F401
+    except ImportError:
+        print("This cross-check loads the case into MRML and needs slicer-core: run it with the project's .venv.")
+        return 2
     if not Path(args.dicompyler_python).exists():
         print(f"No python at {args.dicompyler_python}; see the module docstring to build the dicompyler venv.")
         return 2

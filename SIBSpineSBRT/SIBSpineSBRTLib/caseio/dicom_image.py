@@ -26,6 +26,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from ..geometry.grid import ImageGeometry
+from ._pydicom_compat import apply_modality_lut, pixel_array
 from .dicom_scan import DicomScan, ImageSeriesFiles, read_dataset
 from .errors import (
     CorruptDicomError,
@@ -110,7 +111,7 @@ class ImageSeries:
 def _slice_values(ds, path: Path) -> np.ndarray:
     """Modality values (e.g. HU) of one slice as float64 [j, i]."""
     try:
-        raw = ds.pixel_array
+        raw = pixel_array(ds)
     except Exception as exc:
         ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         if ts is not None and ts.is_compressed:
@@ -118,8 +119,6 @@ def _slice_values(ds, path: Path) -> np.ndarray:
         raise CorruptDicomError(
             f"{path}: the pixel data cannot be decoded ({type(exc).__name__}: {exc}). Re-export the series."
         ) from exc
-    from pydicom.pixels import apply_modality_lut
-
     return np.asarray(apply_modality_lut(raw, ds), dtype=np.float64)
 
 

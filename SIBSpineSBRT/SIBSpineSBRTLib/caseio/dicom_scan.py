@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from ._pydicom_compat import read_as_implicit_vr
 from .errors import CorruptDicomError
 
 # SOP classes (DICOM PS3.4 Annex B)
@@ -82,6 +83,12 @@ class _CheckedFile:
     def close(self) -> None:
         self._f.close()
 
+    @property
+    def closed(self) -> bool:
+        # pydicom 3 reads a deferred element (header_only) from the file object it was given unless that says
+        # it is closed; then it reopens the file by name (as pydicom 2 always does)
+        return self._f.closed
+
     def __enter__(self):
         return self
 
@@ -120,7 +127,8 @@ def _read_bare(path: Path, header_only: bool):
                 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
                 ds.file_meta = getattr(ds, "file_meta", None) or pydicom.dataset.FileMetaDataset()
-                ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if ds.is_implicit_VR else ExplicitVRLittleEndian
+                implicit = read_as_implicit_vr(ds)
+                ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
             return ds, fp.short
     except InvalidDicomError:
         raise

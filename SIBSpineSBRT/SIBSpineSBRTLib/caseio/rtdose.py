@@ -22,6 +22,7 @@ import numpy as np
 
 from ..dose.grid import DOSE_UNITS_TO_GY, DoseGrid
 from ..geometry.grid import ImageGeometry
+from ._pydicom_compat import pixel_array
 from .dicom_image import geometry_from_lps, orientation_vectors
 from .dicom_scan import read_dataset
 from .errors import DoseUnitsMissingError, RTDoseError
@@ -112,7 +113,7 @@ def read_rtdose(source) -> RTDose:
     r, c, n = orientation_vectors(ds.ImageOrientationPatient, where)
     ipp = np.array([float(x) for x in ds.ImagePositionPatient], dtype=np.float64)
     try:
-        stored = ds.pixel_array
+        stored = pixel_array(ds)
     except Exception as exc:
         raise RTDoseError(f"{where}: the dose pixel data cannot be decoded ({exc}). Re-export the dose.") from exc
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)

@@ -39,6 +39,7 @@ import numpy as np
 
 from .. import __version__
 from ..geometry.masks import Mask
+from ._pydicom_compat import write_file
 from .dicom_image import ImageSeries, ras_to_lps
 from .dicom_scan import RT_STRUCTURE_SET
 from .errors import ExportError
@@ -431,5 +432,5 @@ def write_rtstruct(
     ds = build_rtstruct(ct, rois, source, keep_source, label, series_description)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(str(path), enforce_file_format=True)
+    write_file(ds, str(path))
     return path
