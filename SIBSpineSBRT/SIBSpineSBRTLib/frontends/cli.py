@@ -74,10 +74,30 @@ def cmd_demo(args) -> int:
 
     ctx = new_scene()
     protocol = load_protocol(args.protocol)
+    if args.export_dicom:
+        _export_demo_dicom(args)
     result, nodes = run_demo_review(
-        ctx.scene, protocol, args.drop_segment or (), _parse_roles(args.role), **_margins(args)
+        ctx.scene,
+        protocol,
+        args.drop_segment or (),
+        _parse_roles(args.role),
+        case=args.case,
+        variant=args.variant,
+        **_margins(args),
     )
     return _report(ctx, result, Path(args.out), args, nodes.ct)
+
+
+def _export_demo_dicom(args) -> None:
+    from ..caseio.dicom_write import export_case
+    from ..geometry.masks import Mask
+    from ..review.demo import build_teaching_case
+
+    case = build_teaching_case(args.case, args.variant)
+    masks = {n: Mask(m, case.ct_geometry, n) for n, m in case.segments.items()}
+    mr = [(a, g, d) for a, g, d in getattr(case, "mr_series", ())]
+    written = export_case(args.export_dicom, case, masks, case.colors, mr=mr)
+    print(f"Wrote the case as DICOM (CT, MR, RTSTRUCT, RTPLAN, RTDOSE) under {Path(written['folder']).resolve()}")
 
 
 def _load_dose(ctx, path, unit):
@@ -307,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="review the built-in synthetic thoracic (T8) case")
     common(d)
     d.set_defaults(out="out/demo", func=cmd_demo)
+    d.add_argument("--case", default="thoracic", help="teaching case (default: %(default)s)")
+    d.add_argument("--variant", default="pass", help="pass, or fail: a plan that breaks chosen limits (teaching)")
+    d.add_argument("--export-dicom", metavar="DIR", help="also write the case as DICOM files under DIR")
     d.add_argument(
         "--drop-segment",
         action="append",
