@@ -63,6 +63,9 @@ def test_layers_per_view_keep_dose_and_mr_apart(reviewed):
     assert fusion.GetForegroundVolumeID() == mr.GetID() and fusion.GetForegroundOpacity() == pytest.approx(0.6)
     assert views.set_mr_opacity(scene, 1.7) == "SBRTFusion" and fusion.GetForegroundOpacity() == 1.0
     display = nodes.dose.GetDisplayNode()
+    lut = display.GetColorNode().GetLookupTable()  # violet at low dose, red at high, as dose washes go
+    assert lut.GetTableValue(lut.GetNumberOfTableValues() - 1)[:3] == (1.0, 0.0, 0.0)
+    assert lut.GetTableValue(0)[2] > 0.9
     assert display.GetApplyThreshold() and display.GetLowerThreshold() == pytest.approx(3.0)
     assert display.GetWindowLevelMax() == pytest.approx(33.0) and display.GetWindowLevelMin() == pytest.approx(0.0)
     assert not nodes.segmentation.GetDisplayNode().GetVisibility2DFill()

@@ -214,6 +214,12 @@ def cmd_volumes(args) -> int:
     return EXIT_PASS
 
 
+def cmd_serve(args) -> int:
+    from .web.app import run
+
+    return run(args)
+
+
 DEFAULT_DVH_METRICS = ("D2%", "D50%", "D90%", "D98%", "D0.03cc", "Dmean", "Dmax", "Dmin")
 
 
@@ -384,6 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--structure", action="append", metavar="NAME", help="segment to evaluate (repeatable; default all)")
     v.add_argument("--metric", action="append", metavar="M", help="metric such as D2%%, D0.03cc, V30Gy (repeatable)")
     v.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    from .web.app import add_arguments as serve_arguments  # stdlib only; trame loads when the server starts
+
+    sv = sub.add_parser("serve", help="the residents' web demo: the review in a browser (trame-slicer)")
+    serve_arguments(sv)
+    sv.set_defaults(func=cmd_serve)
     return p
 
 

@@ -66,11 +66,7 @@ def write_dvh_chart(scene, result: ReviewResult, step_gy: float = 0.1):
         scene.AddNode(chart)
     chart.RemoveAllPlotSeriesNodeIDs()
     p = result.protocol
-    shown = {c.structure for c in p.constraints} | {"SpinalCord"}
-    for name, dvh in result.dvhs.items():
-        if name not in shown:
-            continue
-        dose, vol = dvh.curve(step_gy)
+    for name, (dose, vol) in result.dvh_curves(step_gy).items():
         table = _table(scene, f"DVH {name}", {"Dose (Gy)": dose, "Volume (%)": vol})
         color = p.structures[name].color if name in p.structures else (0.5, 0.5, 0.5)
         chart.AddAndObservePlotSeriesNodeID(

@@ -61,14 +61,15 @@ def slice_composite(scene, view_name: str):
 
 
 def style_dose(scene, dose_node, prescription_gy: float) -> None:
-    """Dose as a colour-wash: SlicerRT's dose colour table when present (else a rainbow), window
+    """Dose as a colour-wash: SlicerRT's dose colour table when present (else a reversed rainbow), window
     0..1.1 x prescription, doses under 10% of the prescription transparent."""
     display = dose_node.GetDisplayNode()
     if display is None:
         dose_node.CreateDefaultDisplayNodes()
         display = dose_node.GetDisplayNode()
     color = scene.GetFirstNodeByName("Dose_ColorTable")
-    display.SetAndObserveColorNodeID(color.GetID() if color is not None else "vtkMRMLColorTableNodeRainbow")
+    # fallback: violet (low) to red (high), the usual dose order; plain "Rainbow" runs the other way
+    display.SetAndObserveColorNodeID(color.GetID() if color is not None else "vtkMRMLColorTableNodeReverseRainbow")
     display.AutoWindowLevelOff()
     display.SetWindowLevelMinMax(0.0, 1.1 * prescription_gy)
     display.AutoThresholdOff()

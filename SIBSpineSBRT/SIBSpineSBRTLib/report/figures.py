@@ -141,3 +141,13 @@ def dvh_png(
     ax.legend(handles=handles + legend_extra, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), framealpha=0.9)
     fig.tight_layout()
     return _png(fig)
+
+
+def review_dvh_png(result) -> Optional[bytes]:
+    """The DVH figure of a review (its evaluated structures, the protocol's limits), or None without DVHs."""
+    if not result.dvhs:
+        return None
+    p = result.protocol
+    colors = {n: s.color for n, s in p.structures.items()}
+    volumes = {n: d.evaluated_volume_cc for n, d in result.dvhs.items()}
+    return dvh_png(result.dvh_curves(), colors, result.rows, volumes, p.prescription_gy)

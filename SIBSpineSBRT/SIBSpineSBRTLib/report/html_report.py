@@ -70,11 +70,7 @@ def make_images(result: ReviewResult, ct: Optional[ImageInput], mr: Optional[Ima
     dose = result.inputs.dose
     images = {}
     if result.dvhs:
-        shown = {c.structure for c in p.constraints} | {"SpinalCord"}  # evaluation structures, not CTV/PTV
-        curves = {n: result.dvhs[n].curve(0.1) for n in p.structures if n in result.dvhs and n in shown}
-        images["dvh"] = figures.dvh_png(
-            curves, colors, result.rows, {n: d.evaluated_volume_cc for n, d in result.dvhs.items()}, p.prescription_gy
-        )
+        images["dvh"] = figures.review_dvh_png(result)
     if ct is None:
         return images
     rx = p.prescription_gy

@@ -7,10 +7,9 @@ from typing import Mapping, Optional, Tuple
 
 import numpy as np
 
+from ..caseio.case_loader import FRAME_ATTRIBUTE
 from ..protocol.model import Protocol, ProtocolError, level_from_text, prescription_mismatch
 from .pipeline import ReviewResult, review_case
-
-FRAME_ATTRIBUTE = "DICOM.FrameOfReferenceUID"
 
 
 def case_level(case, level: Optional[str]) -> str:

@@ -45,6 +45,12 @@ class ReviewResult:
     messages: List[str] = field(default_factory=list)
     inputs: Optional[CaseInput] = None  # what was reviewed (for what-ifs and reports)
 
+    def dvh_curves(self, step_gy: float = 0.1) -> Dict[str, tuple]:
+        """Cumulative DVHs (dose Gy, volume %) of the structures the protocol evaluates (with the cord), in
+        protocol order: what every DVH plot shows (CTV and PTV are construction steps, not shown)."""
+        shown = {c.structure for c in self.protocol.constraints} | {"SpinalCord"}
+        return {n: self.dvhs[n].curve(step_gy) for n in self.protocol.structures if n in self.dvhs and n in shown}
+
     @property
     def missing_roles(self) -> List[str]:
         needed = {c.structure for c in self.protocol.required_constraints}

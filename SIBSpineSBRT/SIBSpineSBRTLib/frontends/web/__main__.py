@@ -1,0 +1,7 @@
+"""``python -m SIBSpineSBRTLib.frontends.web``: the same as ``sibspine serve``."""
+
+import sys
+
+from .app import main
+
+sys.exit(main())
