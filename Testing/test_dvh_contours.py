@@ -290,3 +290,41 @@ def test_nelms_test3_volume_error_along_the_dvh(spacing, axis):
         ideal = 100 * smooth.volume_at(levels) / smooth.volume_cc
         worst_smooth = max(worst_smooth, np.abs(percent - ideal).max())
     assert worst_smooth < 2.5
+
+
+# -- adaptive sampling ----------------------------------------------------------------------------------
+
+
+def test_planes_scanned_together_keep_their_areas():
+    """All planes are scanned at once: a plane with a hole, one with two islands and a gap between parts."""
+    outer, inner = circle(10, 0.0, n=50), circle(4, 0.0, n=30, c=(1.0, -2.0))
+    islands = [circle(3, 2.0, c=(-5.0, 0.0)), circle(2, 2.0, c=(6.0, 1.0))]
+    far = circle(6, 9.0, n=40, c=(0.0, 40.0))
+    s = ContourStructure.from_polygons("mix", [outer, inner, *islands, far], slice_spacing_mm=2.0)
+    expected = [
+        polygon_area(outer[:, :2]) - polygon_area(inner[:, :2]),
+        sum(polygon_area(r[:, :2]) for r in islands),
+        polygon_area(far[:, :2]),
+    ]
+    np.testing.assert_allclose(s.plane_areas_mm2(), expected, rtol=1e-7)  # vertices snapped to 1e-7 mm
+    assert [s.plane_area_mm2(p) for p in range(3)] == pytest.approx(expected, rel=1e-7)
+    dose = linear_dose("AP", 2.0, half=50.0, d0=60.0)
+    dvh = compute_dvh(s, dose)
+    assert dvh.evaluated_volume_cc == pytest.approx(s.volume_cc, rel=1e-12)
+    assert dvh.metric("Dmax") == pytest.approx(60 + 46.0, abs=2e-3)  # the far disc's tip (a box stands in)
+    assert dvh.metric("Dmean") == pytest.approx(s.dvh(dose, step_mm=0.5).metric("Dmean"), abs=1e-9)
+
+
+def test_contours_in_a_curved_dose_match_a_fine_uniform_sampling():
+    """A curved dose on a 2.5 mm grid oblique to nothing: the default sampling (pieces merged, slabs whole,
+    cut on the dose grid's planes, tails refined) against 0.2 mm boxes and 0.2 mm layers everywhere."""
+    planes = contour_planes(SHAPES["rotated_cone_AP"], 3.0)
+    s = ContourStructure.from_polygons("rc", as_ras(planes))
+    c = np.arange(-16, 16.1, 2.5) + 0.3
+    g = ImageGeometry((len(c),) * 3, (c[0],) * 3, (2.5,) * 3)
+    x, y, z = grid_points(g).T
+    dose = DoseGrid((20 + 30 / (1 + np.exp(-(y - 2) / 3)) + 0.05 * x * z).reshape(g.shape), g, "curved")
+    dvh, ref = compute_dvh(s, dose), s.dvh(dose, step_mm=0.2)
+    assert len(dvh.doses) < len(ref.doses) / 10
+    for name in ALL_METRICS:
+        assert dvh.metric(name) == pytest.approx(ref.metric(name), abs=0.005), name

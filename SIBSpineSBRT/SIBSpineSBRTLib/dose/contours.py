@@ -32,12 +32,19 @@ How it is sampled (fractional occupancy, exact areas)
 Each plane is cut into bands between the levels of its polygon vertices along the in-plane v axis, and
 each band into rows no taller than the step (finer where the region tapers to a tip). Inside a band no
 polygon edge bends, so the region of a row is a set of trapezoids, found by a scanline at the row's
-mid-line with the slopes of its edges (no point-in-polygon raster). Each trapezoid is cut at the
-multiples of the step along u; for each piece the area and the centroid are integrated exactly. A piece
-becomes a box of that area (row height x effective length) centred on its centroid, and the slab is cut
-into layers no thicker than the step; the DVH engine (``dvh.dvh_from_boxes``) spreads each box's volume
-over its linear dose range. Plane areas, and so volumes, are exact for polygons that do not cross
-themselves; what is rounded is the shape of a piece (a box instead of a trapezoid), a second-order effect.
+mid-line with the slopes of its edges (no point-in-polygon raster). All planes are scanned at once (each
+moved along v so that they follow one another). Each trapezoid is cut at the multiples of the step along
+u; for each piece the area and the centroid are integrated exactly. A piece becomes a box of that area
+(row height x effective length) centred on its centroid; the DVH engine (``dvh.dvh_from_boxes``) spreads
+each box's volume over its linear dose range. Plane areas, and so volumes, are exact for polygons that do
+not cross themselves; what is rounded is the shape of a piece (a box instead of a trapezoid), a
+second-order effect.
+
+By default (``ContourStructure.dvh`` without a step) the whole pieces of a trapezoid, the columns between
+the inner ends of its two edges, are one box (a rectangle: exact), and each slab is one layer; the DVH
+engine then cuts the boxes on the dose grid's planes where the dose bends, and refines those of the
+hottest and coldest 0.03 cc (``dvh`` module docstring, "How a structure is sampled"). With an explicit
+step every piece is a box and each slab is cut into layers no thicker than the step.
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..geometry.grid import GeometryError
-from .dvh import DVH, dvh_from_boxes
+from .dvh import DVH, Refinement, dvh_from_boxes
 from .grid import DoseError, DoseGrid
 
 #: End-cap conventions (see the module docstring).
@@ -202,9 +209,7 @@ class ContourStructure:
         for plane in self.planes:
             for ring, hole in zip(plane.rings, plane.holes):
                 (holes if hole else rings).append(self._to_ras(ring, plane.position_mm))
-        return ContourStructure.from_polygons(
-            self.name, rings, holes, self.normal, self.slice_spacing_mm, end_caps
-        )
+        return ContourStructure.from_polygons(self.name, rings, holes, self.normal, self.slice_spacing_mm, end_caps)
 
     # -- geometry -----------------------------------------------------------------------------------
     @property
@@ -220,19 +225,25 @@ class ContourStructure:
 
     def plane_area_mm2(self, index: int) -> float:
         """Exact area (mm2) of the region of plane ``index`` (even-odd rings minus holes)."""
-        rows = _rows(self.planes[index], np.inf)
-        if rows is None or rows[0] is None:
-            return 0.0
-        v, h, row, ua, ub = rows[:5]
-        return float(np.sum((ub - ua) * h[row]))
+        return float(self.plane_areas_mm2()[index])
+
+    def plane_areas_mm2(self) -> np.ndarray:
+        """Exact area (mm2) of the region of every plane."""
+        if "_areas" not in self.__dict__:
+            areas = np.zeros(len(self.planes))
+            scan = _stacked_rows(self.planes, np.inf)
+            if scan is not None:
+                plane_of_row, _, v, h, row, ua, ub = scan[:7]
+                areas += np.bincount(plane_of_row[row], weights=(ub - ua) * h[row], minlength=len(self.planes))
+            areas.setflags(write=False)
+            object.__setattr__(self, "_areas", areas)
+        return self.__dict__["_areas"]
 
     @property
     def volume_cc(self) -> float:
         """Volume (cc) under the slab convention: sum of plane area x slab thickness."""
-        if "_volume_cc" not in self.__dict__:
-            volume = sum(self.plane_area_mm2(p) * pl.thickness_mm for p, pl in enumerate(self.planes)) / 1000.0
-            object.__setattr__(self, "_volume_cc", volume)
-        return self.__dict__["_volume_cc"]
+        thickness = np.array([pl.thickness_mm for pl in self.planes])
+        return float(self.plane_areas_mm2() @ thickness) / 1000.0
 
     def default_step_mm(
         self,
@@ -253,42 +264,78 @@ class ContourStructure:
         return max(step, (volume_mm3 / max_samples) ** (1.0 / 3.0))
 
     # -- DVH ----------------------------------------------------------------------------------------
-    def boxes(self, dose: DoseGrid, step_mm: float) -> Iterator[tuple]:
-        """Box chunks (see ``dvh.BoxChunk``) in ``dose``'s index coordinates, one chunk per plane."""
+    def tail_step_mm(self, hot_volume_cc: float = 0.03, min_hot_samples: int = 200, max_samples: int = 2_000_000):
+        """Box size (mm) in the tails on the adaptive path: the hottest ``hot_volume_cc`` then holds
+        ``min_hot_samples`` boxes (bounded below as ``default_step_mm``)."""
+        step = (hot_volume_cc * 1000.0 / min_hot_samples) ** (1.0 / 3.0)
+        return max(step, (max(self.volume_cc * 1000.0, 1e-9) / max_samples) ** (1.0 / 3.0))
+
+    def boxes(self, dose: DoseGrid, step_mm: float, adaptive: bool = False) -> Iterator[tuple]:
+        """Box chunks (see ``dvh.BoxChunk``) in ``dose``'s index coordinates (one chunk for all planes).
+
+        Each piece of a plane (module docstring) is a box; with ``adaptive`` the whole pieces of a row that
+        follow each other are one box and each slab is one layer (``dvh_from_boxes`` then cuts them where
+        the dose bends), otherwise slabs are cut into layers no thicker than the step."""
         u_axis, v_axis, n = self.basis
         to_index = np.diag(1.0 / np.asarray(dose.geometry.spacing)) @ dose.geometry.direction_matrix.T
         edges = np.stack([to_index @ u_axis, to_index @ v_axis, to_index @ n])  # index steps per mm
+        scan = _stacked_rows(self.planes, step_mm)
+        if scan is None:
+            return
+        plane_of_row, shift = scan[:2]
+        uc, vc, length, height, row = _pieces(*scan[2:], step_mm, merge=adaptive)
+        plane = plane_of_row[row]
+        vc = vc - shift[plane]
+        thickness = np.array([pl.thickness_mm for pl in self.planes])
+        base = np.array([pl.position_mm - pl.below_mm for pl in self.planes])
+        layers = np.ones(len(self.planes), dtype=np.int64)
+        if not adaptive:
+            layers = np.maximum(1, np.ceil(thickness / step_mm - 1e-9).astype(np.int64))
+        keep = thickness[plane] > 0
+        uc, vc, length, height, plane = uc[keep], vc[keep], length[keep], height[keep], plane[keep]
+        # every piece once per layer of its slab
+        count = layers[plane]
+        piece = np.repeat(np.arange(len(plane)), count)
+        layer = np.arange(len(piece)) - np.repeat(np.cumsum(count) - count, count)
+        plane = plane[piece]
+        t = thickness[plane] / layers[plane]
+        w = base[plane] + (layer + 0.5) * t
         origin = np.asarray(dose.geometry.origin)
-        for plane in self.planes:
-            if plane.thickness_mm <= 0:
-                continue
-            rows = _rows(plane, step_mm)
-            if rows is None or rows[0] is None:
-                continue
-            uc, vc, length, height = _pieces(*rows, step_mm)
-            n_layers = max(1, int(np.ceil(plane.thickness_mm / step_mm - 1e-9)))
-            t = plane.thickness_mm / n_layers
-            w0 = plane.position_mm - plane.below_mm
-            centres_in_plane = np.einsum("nc,cr->nr", np.stack([uc, vc], axis=1), np.stack([u_axis, v_axis]))
-            lengths = np.stack([length, height, np.full(len(length), t)], axis=1)
-            volumes = length * height * t / 1000.0  # length x height is the exact area of the piece
-            for layer in range(n_layers):
-                ras = centres_in_plane + (w0 + (layer + 0.5) * t) * n
-                centres = np.einsum("nc,rc->nr", ras - origin, to_index)
-                yield centres, edges, lengths, volumes
+        ras = uc[piece, None] * u_axis + vc[piece, None] * v_axis + w[:, None] * n - origin
+        centres = np.einsum("nc,rc->nr", ras, to_index)
+        lengths = np.stack([length[piece], height[piece], t], axis=1)
+        volumes = length[piece] * height[piece] * t / 1000.0  # length x height is the exact area of the piece
+        yield centres, edges, lengths, volumes
 
     def dvh(self, dose: DoseGrid, step_mm: Optional[float] = None, stacklevel: int = 2) -> DVH:
-        """DVH of this structure in ``dose`` (metric definitions: ``dvh`` module docstring)."""
+        """DVH of this structure in ``dose`` (metric definitions: ``dvh`` module docstring).
+
+        With ``step_mm`` the pieces and layers are boxes no larger than it; by default they follow the
+        shape at ``default_step_mm`` and are cut where the dose bends, finer in the tails (``dvh`` module
+        docstring, "How a structure is sampled")."""
         volume = self.volume_cc
         if volume <= 0:
             raise DoseError(
                 f"Structure {self.name} has no volume (its contours enclose no area, or a single plane has no "
                 "end caps)."
             )
-        step = float(step_mm) if step_mm is not None else self.default_step_mm(dose)
-        sampling = f"planar contours, {step:.3g} mm boxes, {self.end_caps} end caps"
-        boxes = self.boxes(dose, step)
-        return dvh_from_boxes(self.name, dose, boxes, volume, sampling=sampling, stacklevel=stacklevel + 1)
+        if step_mm is not None:
+            step = float(step_mm)
+            sampling = f"planar contours, {step:.3g} mm boxes, {self.end_caps} end caps"
+            boxes = self.boxes(dose, step)
+            return dvh_from_boxes(self.name, dose, boxes, volume, sampling=sampling, stacklevel=stacklevel + 1)
+        step = self.default_step_mm(dose)
+        tail = self.tail_step_mm()
+        sampling = f"planar contours, {step:.3g} mm pieces cut where the dose bends, {self.end_caps} end caps"
+        return dvh_from_boxes(
+            self.name,
+            dose,
+            self.boxes(dose, step, adaptive=True),
+            volume,
+            sampling=sampling,
+            stacklevel=stacklevel + 1,
+            refinement=Refinement((tail, tail, tail)),
+        )
 
 
 #: Bands holding a tapering trapezoid (its end widths differ by more than _TIP_RATIO of its mid width) are
@@ -298,32 +345,56 @@ _TIP_RATIO = 0.25
 _TIP_REFINEMENT = 8
 
 
-def _rows(plane: ContourPlane, step_mm: float):
-    """Scanline rows of one plane, or None when it has no area: (row mid-lines v, row heights h, and per
-    occupied interval its row index, its u limits on the mid-line and the slopes du/dv of its left and
-    right edges). Rows never hold a vertex level inside, so each interval is a trapezoid. Bands holding
-    a tapering trapezoid (a tip of the region) are cut finer, so that a box stands in for a tip only over
-    a short height."""
-    # vertex levels snapped to 1e-7 mm, so that no row mid-line falls on a vertex through rounding
-    rings = [np.stack([r[:, 0], np.round(r[:, 1], 7)], axis=1) for r in plane.rings]
+def _stacked_rows(planes: Sequence[ContourPlane], step_mm: float):
+    """Scanline rows of all planes at once, or None when none has area: (plane of each row, the v shift of
+    each plane, then the results of ``_rows``). Plane p is moved by p x (span + 1 mm) along v, so that the
+    planes lie one after the other and one scan serves them all (no row covers two planes)."""
+    rings, holes, plane_of_ring = [], [], []
+    for p, plane in enumerate(planes):
+        for ring, hole in zip(plane.rings, plane.holes):
+            rings.append(ring)
+            holes.append(hole)
+            plane_of_ring.append(p)
     if not rings:
         return None
+    # vertex levels snapped to 1e-7 mm, so that no row mid-line falls on a vertex through rounding
+    rings = [np.stack([r[:, 0], np.round(r[:, 1], 7)], axis=1) for r in rings]
+    low = min(float(r[:, 1].min()) for r in rings)
+    span = max(float(r[:, 1].max()) for r in rings) - low + 1.0
+    shift = np.arange(len(planes)) * span
+    rings = [r + np.array([0.0, shift[p]]) for r, p in zip(rings, plane_of_ring)]
     levels = np.unique(np.concatenate([r[:, 1] for r in rings]))
     if len(levels) < 2:
         return None
+    plane_of_level = np.floor((levels - low + 0.5) / span).astype(np.int64)  # half the margin: no rounding doubt
+    rows = _rows(rings, holes, levels, step_mm, gap=plane_of_level[1:] != plane_of_level[:-1])
+    if rows is None:
+        return None
+    return (plane_of_level[np.searchsorted(levels, rows[0], side="right") - 1], shift) + rows
+
+
+def _rows(rings, holes, levels, step_mm: float, gap=None):
+    """Scanline rows between the vertex ``levels`` of ``rings`` ((N, 2) u, v each), or None when they
+    enclose no area: (row mid-lines v, row heights h, and per occupied interval its row index, its u limits
+    on the mid-line and the slopes du/dv of its left and right edges). Rows never hold a vertex level inside,
+    so each interval is a trapezoid. Bands holding a tapering trapezoid (a tip of the region) are cut finer,
+    so that a box stands in for a tip only over a short height. Bands marked in ``gap`` get one row."""
     band = np.diff(levels)
     if not np.isfinite(step_mm):
-        return _scan(rings, plane.holes, levels, np.ones(len(band), dtype=np.int64))[1:]
+        rows = _scan(rings, holes, levels, np.ones(len(band), dtype=np.int64))[1:]
+        return None if rows[0] is None else rows
     sub = np.maximum(1, np.ceil(band / step_mm - 1e-9).astype(np.int64))
-    band_of_row, *rows = _scan(rings, plane.holes, levels, sub)
+    if gap is not None:
+        sub[gap] = 1
+    band_of_row, *rows = _scan(rings, holes, levels, sub)
     if rows[0] is None:
         return None
     v, h, row, ua, ub, sl, sr = rows
     tip = np.abs(sr - sl) * h[row] > _TIP_RATIO * (ub - ua)
     if tip.any():
         sub[np.unique(band_of_row[row[tip]])] *= _TIP_REFINEMENT
-        rows = _scan(rings, plane.holes, levels, sub)[1:]
-    return rows
+        rows = _scan(rings, holes, levels, sub)[1:]
+    return tuple(rows)
 
 
 def _scan(rings, holes, levels, sub):
@@ -365,9 +436,11 @@ def _scan(rings, holes, levels, sub):
     return band_of_row, v, h, row[idx], u[idx], u[idx + 1], slope[idx], slope[idx + 1]
 
 
-def _pieces(v, h, row, ua, ub, slope_left, slope_right, step_mm: float):
+def _pieces(v, h, row, ua, ub, slope_left, slope_right, step_mm: float, merge: bool = False):
     """Cut each row trapezoid at the multiples of ``step_mm`` along u. Returns, per piece, its exact
-    centroid (u, v), its area divided by the row height (an effective length along u) and the row height.
+    centroid (u, v), its area divided by the row height (an effective length along u), the row height and
+    the row. With ``merge``, the whole pieces of a trapezoid (full rectangles: the columns between the
+    inner ends of its two edges) are one piece.
 
     Inside a piece the occupied width is piecewise linear in v, with bends where an edge crosses a column
     line: area and first moments are integrated exactly between those bends."""
@@ -375,9 +448,19 @@ def _pieces(v, h, row, ua, ub, slope_left, slope_right, step_mm: float):
     left = np.minimum(ua - slope_left * half, ua + slope_left * half)
     right = np.maximum(ub - slope_right * half, ub + slope_right * half)
     k0 = np.floor(left / step_mm).astype(np.int64)
-    count = np.maximum(np.ceil(right / step_mm).astype(np.int64) - k0, 1)
+    k_end = np.maximum(np.ceil(right / step_mm).astype(np.int64), k0 + 1)
+    if merge:  # whole columns [f0, f1), between the edges' inner ends
+        f0 = np.clip(np.ceil((ua + np.abs(slope_left) * half) / step_mm).astype(np.int64), k0, k_end)
+        f1 = np.clip(np.floor((ub - np.abs(slope_right) * half) / step_mm).astype(np.int64), k0, k_end)
+        f1 = np.maximum(f1, f0)
+    else:
+        f0 = f1 = k_end
+    # the other columns, [k0, f0) and [f1, k_end), integrated exactly
+    n_left = f0 - k0
+    count = n_left + (k_end - f1)
     owner = np.repeat(np.arange(len(ua)), count)
-    k = k0[owner] + np.arange(len(owner)) - np.repeat(np.cumsum(count) - count, count)
+    j = np.arange(len(owner)) - np.repeat(np.cumsum(count) - count, count)
+    k = np.where(j < n_left[owner], k0[owner] + j, f1[owner] + j - n_left[owner])
     c0, c1 = k * step_mm, (k + 1) * step_mm
     a, b, sl, sr, hh = ua[owner], ub[owner], slope_left[owner], slope_right[owner], half[owner]
     # bends (in t = v - row mid-line): where an edge meets a column line
@@ -397,14 +480,23 @@ def _pieces(v, h, row, ua, ub, slope_left, slope_right, step_mm: float):
     mlo, mhi = lo_hi(mid_t)
     mid_width = np.maximum(mhi - mlo, 0.0)
     dt = np.diff(t, axis=1)
-    f0, f1 = width[:, :-1], width[:, 1:]
-    area = np.sum(0.5 * (f0 + f1) * dt, axis=1)
-    moment_t = np.sum(dt * (t[:, :-1] * (2 * f0 + f1) + t[:, 1:] * (f0 + 2 * f1)) / 6.0, axis=1)
+    f_0, f_1 = width[:, :-1], width[:, 1:]
+    area = np.sum(0.5 * (f_0 + f_1) * dt, axis=1)
+    moment_t = np.sum(dt * (t[:, :-1] * (2 * f_0 + f_1) + t[:, 1:] * (f_0 + 2 * f_1)) / 6.0, axis=1)
     # u moment: integral of width x mean u, quadratic between bends (Simpson is exact)
     g = width * 0.5 * (lo + hi)
     gm = mid_width * 0.5 * (mlo + mhi)
     moment_u = np.sum(dt / 6.0 * (g[:, :-1] + 4 * gm + g[:, 1:]), axis=1)
     keep = area > 1e-12 * step_mm * step_mm
-    area, moment_t, moment_u, r = area[keep], moment_t[keep], moment_u[keep], row[owner[keep]]
+    area, moment_t, moment_u, owner = area[keep], moment_t[keep], moment_u[keep], owner[keep]
+    uc, t_c = moment_u / area, moment_t / area
+    runs = np.nonzero(f1 > f0)[0]
+    if len(runs):  # the whole columns: a rectangle centred on the mid-line
+        run_area = (f1 - f0)[runs] * step_mm * h[row[runs]]
+        area = np.concatenate([area, run_area])
+        uc = np.concatenate([uc, 0.5 * (f0 + f1)[runs] * step_mm])
+        t_c = np.concatenate([t_c, np.zeros(len(runs))])
+        owner = np.concatenate([owner, runs])
+    r = row[owner]
     height = h[r]
-    return moment_u / area, v[r] + moment_t / area, area / height, height
+    return uc, v[r] + t_c, area / height, height, r

@@ -4,6 +4,11 @@ The dose between voxel centres is the trilinear interpolation of the eight surro
 the outermost voxel centres and the edge of the grid (the outer half voxel) the edge value is used, so
 the field is constant across that half voxel. A point belongs to the grid when it lies inside one of its
 voxel cubes.
+
+How far the trilinear field is from linear is known from the grid values alone (``bends``): along a
+grid axis it is piecewise linear, bending only on the planes of voxel centres, by the second difference
+of the values there; inside a cell it adds the cross terms of its faces (xy, xz, yz). A region where all
+of these vanish has a linear dose.
 """
 
 from __future__ import annotations
@@ -104,14 +109,19 @@ class DoseGrid:
         """
         ijk = np.asarray(ijk, dtype=np.float64)
         nk, nj, ni = self.geometry.shape
-        upper = np.array([ni - 1, nj - 1, nk - 1], dtype=np.float64)
-        inside = np.all((ijk >= -0.5) & (ijk <= upper + 0.5), axis=1)
-        clipped = np.clip(ijk, 0.0, upper)
         tk, tj, ti = self._table_shape
-        base = np.minimum(np.floor(clipped).astype(np.int64), np.array([ti - 2, tj - 2, tk - 2]))
-        f = clipped - base
-        fi, fj, fk = f[:, 0], f[:, 1], f[:, 2]
-        flat = (base[:, 2] * tj + base[:, 1]) * ti + base[:, 0]
+        # per axis (columns: reductions over the rows of an (N, 3) array are slow)
+        inside, flat, frac, outer = True, 0, [], []
+        for axis, (n, cells, stride) in enumerate(((ni, ti - 1, 1), (nj, tj - 1, ti), (nk, tk - 1, ti * tj))):
+            x = ijk[:, axis]
+            inside = inside & (x >= -0.5) & (x <= n - 0.5)
+            clipped = np.clip(x, 0.0, n - 1.0)
+            base = np.minimum(clipped.astype(np.int64), cells - 1)  # floor (clipped >= 0)
+            frac.append(clipped - base)
+            flat = flat + base * stride
+            if gradient:
+                outer.append((x < 0.0) | (x > n - 1.0))
+        fi, fj, fk = frac
         t = self._table
         sj, sk = ti, ti * tj
         c000, c001 = t[flat], t[flat + 1]
@@ -131,9 +141,79 @@ class DoseGrid:
         xi0 = x00 + fj * (x01 - x00)
         xi1 = x10 + fj * (x11 - x10)
         grad = np.empty((len(dose), 3))
-        grad[:, 0] = xi0 + fk * (xi1 - xi0)
-        grad[:, 1] = y0 + fk * (y1 - y0)
-        grad[:, 2] = dk
         # constant extrapolation in the outer half voxel (and along single-slice axes)
-        grad[(ijk < 0.0) | (ijk > upper)] = 0.0
+        grad[:, 0] = np.where(outer[0], 0.0, xi0 + fk * (xi1 - xi0))
+        grad[:, 1] = np.where(outer[1], 0.0, y0 + fk * (y1 - y0))
+        grad[:, 2] = np.where(outer[2], 0.0, dk)
         return dose, grad, inside
+
+    def bends(self, lo_ijk, hi_ijk) -> Bends:
+        """How the trilinear field departs from linear over the region between fractional indices ``lo_ijk``
+        and ``hi_ijk`` ((i, j, k)); see ``Bends``."""
+        shape = np.array(self._table_shape[::-1])  # nodes per axis (i, j, k)
+        lo = np.asarray(lo_ijk, dtype=np.float64)
+        hi = np.asarray(hi_ijk, dtype=np.float64)
+        c_lo = np.clip(np.floor(lo).astype(np.int64), 0, shape - 2)  # the region's cells
+        c_hi = np.clip(np.floor(hi).astype(np.int64), 0, shape - 2)
+        # their nodes and one more on each side, the outermost repeated (so that the second difference on the
+        # outermost plane is the slope towards the constant outer half voxel); f[q] = node c_lo - 1 + q
+        first, last = c_lo - 1, c_hi + 2
+        table = self._table.reshape(self._table_shape)
+        block = table[tuple(slice(max(first[a], 0), min(last[a], shape[a] - 1) + 1) for a in (2, 1, 0))]
+        pads = [(int(first[a] < 0), int(last[a] > shape[a] - 1)) for a in (2, 1, 0)]
+        f = np.pad(block, pads, mode="edge") if any(p[0] or p[1] for p in pads) else block
+        nodes = f[1:-1, 1:-1, 1:-1]  # the cells' nodes
+        # cross terms (xy, xz, yz) on the faces of each cell: the largest bounds the cell's
+        cross = np.zeros(tuple(n - 1 for n in nodes.shape))
+        for a, b in ((0, 1), (0, 2), (1, 2)):
+            c = np.abs(np.diff(np.diff(nodes, axis=a), axis=b))
+            other = 3 - a - b
+            one, two = [slice(None)] * 3, [slice(None)] * 3
+            one[other], two[other] = slice(0, -1), slice(1, None)
+            np.maximum(cross, np.maximum(c[tuple(one)], c[tuple(two)]), out=cross)
+        # bends on the planes of voxel centres strictly inside the region; the outermost planes bend (towards
+        # the constant outer half voxel) only for a region reaching beyond them
+        nk, nj, ni = self.geometry.shape
+        upper = np.array([ni - 1, nj - 1, nk - 1], dtype=np.float64)
+        kink = 0.0
+        for axis in range(3):  # i, j, k
+            dim = 2 - axis
+            p0 = max(int(np.floor(lo[axis])) + 1, 0 if lo[axis] < 0 else 1)
+            p1 = min(int(np.ceil(hi[axis])) - 1, int(upper[axis]) if hi[axis] > upper[axis] else int(upper[axis]) - 1)
+            p0, p1 = max(p0, int(c_lo[axis])), min(p1, int(c_hi[axis]) + 1)  # within the region's nodes
+            if p1 < p0:
+                continue
+            sl = [slice(1, -1)] * 3
+            sl[dim] = slice(p0 - first[axis] - 1, p1 - first[axis] + 2)
+            d2 = np.abs(np.diff(f[tuple(sl)], n=2, axis=dim))
+            kink = max(kink, float(d2.max()) if d2.size else 0.0)
+        return Bends(cross, c_lo, max(kink, float(cross.max(initial=0.0))))
+
+
+@dataclass(frozen=True, eq=False)
+class Bends:
+    """How a dose grid's trilinear field departs from linear over a region (from ``DoseGrid.bends``).
+
+    Along each grid axis the field is piecewise linear, bending on the planes of voxel centres by the
+    second difference of the values there; inside a cell it is linear plus cross terms (xy, xz, yz and
+    xyz), bounded by the largest cross difference of the values on the cell's faces (``cross``, Gy per
+    grid step squared). ``largest`` is the largest bend or cross term over the region: 0 (to rounding)
+    when the dose is linear there."""
+
+    cross: np.ndarray  # [k, j, i] over the region's cells
+    first_cell: np.ndarray  # (i, j, k) index of the region's first cell
+    largest: float
+
+    @property
+    def linear(self) -> bool:
+        return self.largest <= LINEAR_GY
+
+    def cross_at(self, ijk: np.ndarray) -> np.ndarray:
+        """The cross-term bound of the cell holding each of the points ``ijk`` ((n, 3) fractional indices)."""
+        cell = np.floor(ijk).astype(np.int64) - self.first_cell
+        cell = np.clip(cell, 0, np.array(self.cross.shape[::-1]) - 1)
+        return self.cross[cell[:, 2], cell[:, 1], cell[:, 0]]
+
+
+#: Bends below this (Gy) are rounding: the dose is linear.
+LINEAR_GY = 1e-9
