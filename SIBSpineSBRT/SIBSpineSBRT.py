@@ -41,6 +41,15 @@ class SIBSpineSBRT(ScriptedLoadableModule):
             "Protocol: Mitsuyoshi et al., Phase 2 trial of SBRT with dose escalation using SIB for spinal metastases, "
             "Adv Radiat Oncol 2025."
         )
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData():
+    """The synthetic spine phantoms (four levels, passing and failing plans) in the Sample Data module,
+    generated locally when chosen: no download."""
+    from SIBSpineSBRTLib.phantoms.sample_data import register_with_slicer_sample_data
+
+    register_with_slicer_sample_data(os.path.join(os.path.dirname(__file__), "Resources", "Icons", "SIBSpineSBRT.png"))
 
 
 #
@@ -266,8 +275,8 @@ class SIBSpineSBRTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Fill the results table and verdict from the stored results table node (presentation only)."""
         import qt
 
-        from SIBSpineSBRTLib.mrml.results import STATUS_COLORS, read_results_table, results_verdict
-        from SIBSpineSBRTLib.report.text_table import STATUS_LABEL
+        from SIBSpineSBRTLib.mrml.results import read_results_table, results_verdict
+        from SIBSpineSBRTLib.report.status_style import STATUS_LABEL, STATUS_RGB
 
         rows = read_results_table(tableNode)
         headers = [
@@ -300,7 +309,7 @@ class SIBSpineSBRTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 item = qt.QTableWidgetItem(text)
                 item.setToolTip(r["note"])
                 if col == 6:
-                    red, green, blue = (int(255 * c) for c in STATUS_COLORS[r["status"]])
+                    red, green, blue = (int(255 * c) for c in STATUS_RGB[r["status"]])
                     item.setBackground(qt.QBrush(qt.QColor(red, green, blue)))
                 table.setItem(n, col, item)
         table.resizeColumnsToContents()
@@ -496,14 +505,15 @@ class SIBSpineSBRTLogic(ScriptedLoadableModuleLogic):
         write_planning_volumes(self.dicomCase, planned.volumes, path, colors)
 
     def runDemo(self, p=None, scene=None):
-        """The built-in synthetic T8 case, reviewed (the same function the command line and pytest run)."""
+        """The built-in thoracic teaching case (MR registered), reviewed: the same function as the CLI and pytest."""
         from SIBSpineSBRTLib.review.demo import run_demo_review
 
         scene = scene or slicer.mrmlScene
-        result, nodes = run_demo_review(scene)
+        result, nodes = run_demo_review(scene, register_mr=True)
         if p is not None:
             p.ct, p.segmentation, p.dose, p.level = nodes.ct, nodes.segmentation, nodes.dose, result.level
-            p.mr = getattr(nodes, "mr", None)
+            p.mr = nodes.mr
+            p.mrTransform = nodes.mr.GetParentTransformNode() if nodes.mr is not None else None
             self._store(p, result, scene)
         self.lastResult = result
         return result, nodes

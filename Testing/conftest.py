@@ -29,3 +29,11 @@ def demo_case():
     from SIBSpineSBRTLib.phantoms.demo import build_demo_case
 
     return build_demo_case()
+
+
+@pytest.fixture(scope="session")
+def thoracic_case():
+    """The default teaching case (the one ``sibspine demo`` reviews): the thoracic phantom, passing plan."""
+    from SIBSpineSBRTLib.review.demo import build_teaching_case
+
+    return build_teaching_case("thoracic", "pass")

@@ -10,7 +10,7 @@ import pytest
 from SIBSpineSBRTLib.dose.grid import DoseGrid
 from SIBSpineSBRTLib.geometry.masks import Mask
 from SIBSpineSBRTLib.report.html_report import ImageInput, write_report
-from SIBSpineSBRTLib.report.text_table import STATUS_LABEL
+from SIBSpineSBRTLib.report.status_style import STATUS_LABEL
 from SIBSpineSBRTLib.review.pipeline import CaseInput, review_case
 
 

@@ -186,19 +186,24 @@ def test_panel_rows_carry_the_library_status_colours(demo_review):
     assert t.verdict_banner(demo_review)["color"] == t.VERDICT_HEX["pass"]
 
 
-def test_teaching_case_cache(tmp_path, demo_case):
+def test_teaching_case_cache(tmp_path, thoracic_case):
     first = t.prepare_teaching_case("thoracic", "pass", tmp_path)
     files = list(tmp_path.glob("teaching-thoracic-pass-*.pickle"))
     assert len(files) == 1
     again = t.prepare_teaching_case("thoracic", "pass", tmp_path)
-    for case in (first, again):
-        assert np.array_equal(case.ct, demo_case.ct) and np.array_equal(case.dose_gy, demo_case.dose_gy)
-        assert case.segments.keys() == demo_case.segments.keys()
-        assert all(np.array_equal(case.segments[n], demo_case.segments[n]) for n in case.segments)
-        assert case.ct_geometry == demo_case.ct_geometry
+    for prepared in (first, again):
+        case = prepared.case
+        assert np.array_equal(case.ct, thoracic_case.ct) and np.array_equal(case.dose_gy, thoracic_case.dose_gy)
+        assert case.segments.keys() == thoracic_case.segments.keys()
+        assert all(np.array_equal(case.segments[n], thoracic_case.segments[n]) for n in case.segments)
+        assert case.ct_geometry == thoracic_case.ct_geometry
+        # the registration recovers the phantom's known MR->CT transform (sub-millimetre at the target)
+        gtv = np.append(thoracic_case.landmarks["gtv_centroid"], 1.0)
+        mr_point = np.linalg.inv(thoracic_case.mr_to_ct) @ gtv
+        assert np.linalg.norm((prepared.mr_to_ct @ mr_point)[:3] - gtv[:3]) < 1.0
     files[0].write_bytes(b"not a pickle")  # a damaged cache entry is rebuilt, never trusted
     rebuilt = t.prepare_teaching_case("thoracic", "pass", tmp_path)
-    assert np.array_equal(rebuilt.dose_gy, demo_case.dose_gy)
+    assert np.array_equal(rebuilt.case.dose_gy, thoracic_case.dose_gy)
     assert files[0].read_bytes()[:1] == b"\x80"
 
 

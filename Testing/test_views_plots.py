@@ -63,9 +63,9 @@ def test_layers_per_view_keep_dose_and_mr_apart(reviewed):
     assert fusion.GetForegroundVolumeID() == mr.GetID() and fusion.GetForegroundOpacity() == pytest.approx(0.6)
     assert views.set_mr_opacity(scene, 1.7) == "SBRTFusion" and fusion.GetForegroundOpacity() == 1.0
     display = nodes.dose.GetDisplayNode()
-    lut = display.GetColorNode().GetLookupTable()  # violet at low dose, red at high, as dose washes go
-    assert lut.GetTableValue(lut.GetNumberOfTableValues() - 1)[:3] == (1.0, 0.0, 0.0)
-    assert lut.GetTableValue(0)[2] > 0.9
+    lut = display.GetColorNode().GetLookupTable()  # blue at low dose, red at high, as dose washes go
+    low, mid, high = (lut.GetTableValue(i)[:3] for i in (0, 128, lut.GetNumberOfTableValues() - 1))
+    assert low[2] > 0.5 > low[0] and high[0] > 0.8 > high[2] and mid[1] > mid[0] and mid[1] > mid[2]
     assert display.GetApplyThreshold() and display.GetLowerThreshold() == pytest.approx(3.0)
     assert display.GetWindowLevelMax() == pytest.approx(33.0) and display.GetWindowLevelMin() == pytest.approx(0.0)
     assert not nodes.segmentation.GetDisplayNode().GetVisibility2DFill()

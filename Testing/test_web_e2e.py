@@ -191,10 +191,10 @@ def test_views_show_image_content(web):
     assert "Loading the case" not in json.dumps(r["loaded"])
 
 
-def test_no_mr_note_and_segments(web):
+def test_mr_fused_and_segments(web, thoracic_case):
     loaded = web["results"]["loaded"]
-    assert loaded["fusion_note"] == "No MR in this case: the fusion view shows the CT alone."
-    assert loaded["segments"] == ["GTV", "CTV", "SpinalCord", "ThecalSac", "SpinalCanal", "Esophagus"]
+    assert loaded["fusion_note"] == ""  # the case has an MR, registered: no "no MR" note
+    assert loaded["segments"] == list(thoracic_case.segments)
     assert loaded["title"].startswith("thoracic (pass)")
 
 

@@ -83,9 +83,14 @@ def cmd_demo(args) -> int:
         _parse_roles(args.role),
         case=args.case,
         variant=args.variant,
+        seed=args.seed,
+        register_mr=True,
         **_margins(args),
     )
-    return _report(ctx, result, Path(args.out), args, nodes.ct)
+    from ..registration.mrml_transform import node_to_world
+
+    mr_to_ct = node_to_world(nodes.mr) if nodes.mr is not None else None
+    return _report(ctx, result, Path(args.out), args, nodes.ct, nodes.mr, mr_to_ct)
 
 
 def _export_demo_dicom(args) -> None:
@@ -93,9 +98,9 @@ def _export_demo_dicom(args) -> None:
     from ..geometry.masks import Mask
     from ..review.demo import build_teaching_case
 
-    case = build_teaching_case(args.case, args.variant)
+    case = build_teaching_case(args.case, args.variant, args.seed)
     masks = {n: Mask(m, case.ct_geometry, n) for n, m in case.segments.items()}
-    mr = [(a, g, d) for a, g, d in getattr(case, "mr_series", ())]
+    mr = [(case.mr_t1, case.mr_geometry, "MR T1"), (case.mr_t2, case.mr_geometry, "MR T2")]
     written = export_case(args.export_dicom, case, masks, case.colors, mr=mr)
     print(f"Wrote the case as DICOM (CT, MR, RTSTRUCT, RTPLAN, RTDOSE) under {Path(written['folder']).resolve()}")
 
@@ -330,11 +335,18 @@ def build_parser() -> argparse.ArgumentParser:
             help="also review a rescaled copy of the dose with the prescription metric at the prescription dose",
         )
 
-    d = sub.add_parser("demo", help="review the built-in synthetic thoracic (T8) case")
+    d = sub.add_parser("demo", help="review a built-in synthetic teaching case (default: thoracic T8, passing plan)")
     common(d)
     d.set_defaults(out="out/demo", func=cmd_demo)
-    d.add_argument("--case", default="thoracic", help="teaching case (default: %(default)s)")
-    d.add_argument("--variant", default="pass", help="pass, or fail: a plan that breaks chosen limits (teaching)")
+    from ..phantoms.cases import CASE_NAMES, DEFAULT_SEED, VARIANTS
+
+    d.add_argument("--case", default="thoracic", choices=CASE_NAMES, help="teaching case (default: %(default)s)")
+    d.add_argument(
+        "--variant", default="pass", choices=VARIANTS, help="pass, or fail: a plan that breaks chosen limits"
+    )
+    d.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help="image noise and MR misregistration (default: %(default)s)"
+    )
     d.add_argument("--export-dicom", metavar="DIR", help="also write the case as DICOM files under DIR")
     d.add_argument(
         "--drop-segment",

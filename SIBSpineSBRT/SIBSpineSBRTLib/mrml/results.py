@@ -7,7 +7,6 @@ import math
 from typing import Dict, List, Tuple
 
 from ..dose.radiobiology import metric_radiobiology
-from ..protocol import evaluate as ev
 from ..review.pipeline import ReviewResult
 
 RESULTS_TABLE_NAME = "SIBSpineSBRT review"
@@ -15,12 +14,6 @@ COLUMNS = ("Structure", "Metric", "Value", "Unit", "EQD2", "Optimal", "Mandatory
 _NUMERIC = {"Value", "EQD2", "SlicerRT"}
 MESSAGES_ATTRIBUTE = "SIBSpineSBRT.Messages"
 
-STATUS_COLORS = {
-    ev.OPTIMAL: (0.18, 0.65, 0.25),
-    ev.ACCEPTABLE: (0.95, 0.75, 0.1),
-    ev.FAIL: (0.85, 0.15, 0.15),
-    ev.NOT_EVALUABLE: (0.55, 0.55, 0.55),
-}
 
 
 def write_results_table(scene, result: ReviewResult, node=None):

@@ -60,16 +60,42 @@ def slice_composite(scene, view_name: str):
     return None
 
 
+DOSE_COLOR_TABLE_NAME = "SIBSpineSBRT dose"
+
+
+def dose_color_table(scene):
+    """A blue-cyan-green-yellow-red table for dose (SlicerRT's own is used when present). Slicer's built-in
+    rainbows run red at the low end ("Rainbow") or pass through magenta ("ReverseRainbow")."""
+    import numpy as np
+    import slicer
+
+    node = scene.GetFirstNodeByName(DOSE_COLOR_TABLE_NAME)
+    if node is not None:
+        return node
+    node = slicer.vtkMRMLColorTableNode()
+    node.SetName(DOSE_COLOR_TABLE_NAME)
+    node.SetTypeToUser()
+    node.SetNumberOfColors(256)
+    stops = np.array(
+        [[0, 0, 0.6], [0, 0.3, 1], [0, 0.9, 1], [0.1, 0.85, 0.1], [1, 0.95, 0], [1, 0.45, 0], [0.85, 0, 0]]
+    )
+    x = np.linspace(0, 1, len(stops))
+    for i, t in enumerate(np.linspace(0, 1, 256)):
+        r, g, b = (float(np.interp(t, x, stops[:, c])) for c in range(3))
+        node.SetColor(i, f"{i}", r, g, b, 1.0)
+    scene.AddNode(node)
+    return node
+
+
 def style_dose(scene, dose_node, prescription_gy: float) -> None:
-    """Dose as a colour-wash: SlicerRT's dose colour table when present (else a reversed rainbow), window
+    """Dose as a colour-wash: SlicerRT's dose colour table when present (else ``dose_color_table``), window
     0..1.1 x prescription, doses under 10% of the prescription transparent."""
     display = dose_node.GetDisplayNode()
     if display is None:
         dose_node.CreateDefaultDisplayNodes()
         display = dose_node.GetDisplayNode()
-    color = scene.GetFirstNodeByName("Dose_ColorTable")
-    # fallback: violet (low) to red (high), the usual dose order; plain "Rainbow" runs the other way
-    display.SetAndObserveColorNodeID(color.GetID() if color is not None else "vtkMRMLColorTableNodeReverseRainbow")
+    color = scene.GetFirstNodeByName("Dose_ColorTable") or dose_color_table(scene)
+    display.SetAndObserveColorNodeID(color.GetID())
     display.AutoWindowLevelOff()
     display.SetWindowLevelMinMax(0.0, 1.1 * prescription_gy)
     display.AutoThresholdOff()

@@ -6,6 +6,8 @@ Status of each constraint row:
 * ``acceptable``: the mandatory limit is met but the optimal one is not;
 * ``fail``: the mandatory limit is not met;
 * ``not_evaluable``: the metric could not be computed (missing structure or dose). Never a pass.
+* ``not_applicable``: the protocol does not apply the limit in this case (the cord PRV where there is no
+  cord: from the thecal-sac level down, the thecal sac is the organ at risk). Stated, with its reason.
 
 Overall verdict: ``fail`` if any row fails (a known failure is not hidden by a missing structure),
 otherwise ``incomplete`` if any row is not evaluable, otherwise ``pass``.
@@ -19,11 +21,16 @@ from typing import Any, Callable, List, Optional
 from .model import Constraint, Protocol
 
 OPTIMAL, ACCEPTABLE, FAIL, NOT_EVALUABLE = "optimal", "acceptable", "fail", "not_evaluable"
+NOT_APPLICABLE = "not_applicable"
 PASS, INCOMPLETE = "pass", "incomplete"
 
 
 class NotEvaluable(Exception):
     """A metric cannot be computed; the text says why and what to do."""
+
+
+class NotApplicable(Exception):
+    """The protocol does not apply this limit to the case; the text says why."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,9 @@ def evaluate(
             value = float(metric_value(c))
         except NotEvaluable as exc:
             rows.append(RowResult(c, None, NOT_EVALUABLE, str(exc)))
+            continue
+        except NotApplicable as exc:
+            rows.append(RowResult(c, None, NOT_APPLICABLE, str(exc)))
             continue
         rows.append(RowResult(c, value, judge(c, value)))
     return rows

@@ -12,7 +12,6 @@ from ..dose.dvh import parse_metric
 from ..protocol import evaluate as ev
 
 CT_WINDOW = (-150.0, 850.0)  # HU shown black..white: soft tissue and bone both readable
-STATUS_HEX = {ev.OPTIMAL: "#2e9e40", ev.ACCEPTABLE: "#e0a800", ev.FAIL: "#d32f2f", ev.NOT_EVALUABLE: "#8c8c8c"}
 
 
 def _figure(width_in: float, height_in: float):

@@ -23,7 +23,7 @@ from ..geometry.grid import ImageGeometry
 from ..review.pipeline import ReviewResult, structure_masks
 from . import figures
 from .slices import plane_through, sample_dose, sample_image, sample_mask
-from .text_table import STATUS_LABEL
+from .status_style import STATUS_LABEL
 
 CONTOURED = ("GTV", "CTV", "PTV_Eval", "SpinalCord", "SpinalCord_PRV02", "ThecalSac")
 
@@ -159,7 +159,7 @@ th {{ background: #eef1f6; text-align: left; }} td.num {{ text-align: right; whi
 td.note {{ font-size: 11.5px; color: #444; max-width: 330px; }}
 td.status {{ font-weight: bold; color: white; text-align: center; white-space: nowrap; }}
 td.optimal {{ background: #2e9e40; }} td.acceptable {{ background: #e0a800; color: #222; }} td.fail {{ background: #d32f2f; }}
-td.not_evaluable {{ background: #8c8c8c; }}
+td.not_evaluable {{ background: #8c8c8c; }} td.not_applicable {{ background: #b0bec5; color: #222; }}
 .verdict {{ display: inline-block; padding: 8px 18px; color: white; font-size: 20px; font-weight: bold; border-radius: 4px; background: {verdict_color}; }}
 .meta td, .meta th {{ border: none; padding: 2px 12px 2px 0; }}
 figure {{ display: inline-block; width: 400px; margin: 0 16px 14px 0; vertical-align: top; }} figure img {{ width: 400px; }}

@@ -5,13 +5,15 @@ Schema (format "sibspine-metrics/1")::
     {"format": "sibspine-metrics/1", "case": str, "level": "T8", "protocol": str, "verdict": "pass"|"fail"|"incomplete",
      "rows": [{"structure": "GTV", "metric": "D50%", "value": 43.1 | null, "unit": "Gy",
                "optimal": str | null, "mandatory": str | null,
-               "status": "optimal"|"acceptable"|"fail"|"not_evaluable", "message": str,
+               "status": "optimal"|"acceptable"|"fail"|"not_evaluable"|"not_applicable", "message": str,
                "radiobiology": {"alpha_beta_gy", "bed_gy", "eqd2_gy"} | null,
                "crosscheck": {"engine", "value", "difference", "flagged", "used"} | null}],
      "volumes": {"PTV": {"volume_cc": float, "recipe": str}, ...},
      "messages": [str], "software": {"name": "SIBSpineSBRT", "version": str}}
 
-"acceptable" means the mandatory limit is met but the optimal one is not. Values are rounded to 1e-4 of
+"acceptable" means the mandatory limit is met but the optimal one is not; "not_applicable" (with its
+reason in "message") means the protocol does not apply the limit to this case, e.g. the cord PRV at the
+sacrum where there is no cord; it does not make the verdict "incomplete". Values are rounded to 1e-4 of
 their unit. Nothing time- or machine-dependent is written, so the same case gives the same bytes.
 """
 

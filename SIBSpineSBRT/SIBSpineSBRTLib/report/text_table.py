@@ -5,16 +5,8 @@ from __future__ import annotations
 from typing import List
 
 from ..dose.radiobiology import metric_radiobiology
-from ..protocol import evaluate as ev
 from ..review.pipeline import ReviewResult
-
-STATUS_LABEL = {
-    ev.OPTIMAL: "OPTIMAL",
-    ev.ACCEPTABLE: "ACCEPTABLE",
-    ev.FAIL: "FAIL",
-    ev.NOT_EVALUABLE: "NOT EVALUABLE",
-}
-_COLOR = {ev.OPTIMAL: "32", ev.ACCEPTABLE: "33", ev.FAIL: "31", ev.NOT_EVALUABLE: "90"}
+from .status_style import STATUS_ANSI, STATUS_LABEL
 
 
 def format_table(result: ReviewResult, color: bool = False) -> str:
@@ -34,7 +26,7 @@ def format_table(result: ReviewResult, color: bool = False) -> str:
         text = "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
         if color and status:
             head, tail = text[: -len(cells[-1])], cells[-1]
-            return f"{head}\033[{_COLOR[status]}m{tail}\033[0m"
+            return f"{head}\033[{STATUS_ANSI[status]}m{tail}\033[0m"
         return text
 
     out = [

@@ -4,28 +4,29 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, Optional, Tuple
 
-from ..mrml.case import CaseNodes, add_case_nodes, case_input_from_nodes, store_review
-from ..phantoms.demo import build_demo_case
+from ..mrml.case import CaseNodes, case_input_from_nodes, store_review
+from ..phantoms import cases as phantom_cases
 from ..protocol.model import Protocol, load_protocol
 from .pipeline import ReviewResult, review_case
 
 
 class DemoError(ValueError):
-    """A request the demo case cannot satisfy."""
+    """A request the teaching cases cannot satisfy."""
 
 
-CASES = ("thoracic",)  # teaching cases available (grows with the phantom generator)
-VARIANTS = ("pass",)
+CASES = phantom_cases.CASE_NAMES  # cervical, thoracic, lumbar, sacrum
+VARIANTS = phantom_cases.VARIANTS  # pass, and fail: a plan that breaks chosen limits, for teaching
+DEFAULT_SEED = phantom_cases.DEFAULT_SEED
 
 
-def build_teaching_case(case: str = "thoracic", variant: str = "pass"):
-    """The in-memory teaching case (CT, segments, dose; fields as ``phantoms.demo.DemoCase``)."""
+def build_teaching_case(case: str = "thoracic", variant: str = "pass", seed: int = DEFAULT_SEED):
+    """The in-memory teaching case (``phantoms.cases.PhantomCase``: CT, MR T1/T2, segments, SIB dose)."""
     if case not in CASES or variant not in VARIANTS:
         raise DemoError(
             f"No teaching case {case!r} / variant {variant!r}; available: cases {', '.join(CASES)}, "
             f"variants {', '.join(VARIANTS)}."
         )
-    return build_demo_case()
+    return phantom_cases.build_case(case, variant, seed)
 
 
 def run_demo_review(
@@ -35,17 +36,24 @@ def run_demo_review(
     role_overrides: Optional[Mapping[str, str]] = None,
     case: str = "thoracic",
     variant: str = "pass",
+    seed: int = DEFAULT_SEED,
+    register_mr: bool = False,
+    progress=None,
     **review_options,
 ) -> Tuple[ReviewResult, CaseNodes]:
-    """Build the synthetic T8 case in ``scene``, review it and store the results back in the scene
-    (``review_options``: ``ptv_margins``, ``prv_margin_mm`` as ``review_case`` takes them)."""
+    """Build a teaching case in ``scene`` (CT, segmentation, dose, MR T1 and T2; with ``register_mr`` the MR
+    registered to the CT), review it and store the results back in the scene (``review_options``:
+    ``ptv_margins``, ``prv_margin_mm`` as ``review_case`` takes them). ``nodes.mr`` is the T1."""
+    from ..phantoms.sample_data import load_phantom
+
     protocol = protocol or load_protocol()
-    built = build_teaching_case(case, variant)
+    built = build_teaching_case(case, variant, seed)
     for name in drop_segments:
         if name not in built.segments:
             raise DemoError(f"The demo case has no segment {name} ({', '.join(built.segments)}).")
         del built.segments[name]
-    nodes = add_case_nodes(scene, built)
+    loaded = load_phantom(scene, register_mr=register_mr, progress=progress, built=built)
+    nodes = CaseNodes(loaded["ct"], loaded["segmentation"], loaded["dose"], loaded["mr_t1"])
     data = case_input_from_nodes(scene, nodes.segmentation, nodes.dose, built.level, built.name)
     result = review_case(data, protocol, role_overrides, **review_options)
     store_review(scene, nodes.segmentation, result)

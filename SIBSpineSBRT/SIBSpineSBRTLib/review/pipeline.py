@@ -17,7 +17,7 @@ from ..geometry.masks import Mask
 from ..protocol import evaluate as ev
 from ..protocol.model import Constraint, Protocol, normalise_level
 from ..protocol.roles import RoleResolution
-from .planning_volumes import PlanningVolume, plan_volumes
+from .planning_volumes import CORD_STRUCTURES, PlanningVolume, cord_not_applicable, plan_volumes
 
 
 @dataclass
@@ -109,6 +109,11 @@ def review_case(
 
     def metric_value(c: Constraint) -> float:
         dvh = dvhs.get(c.structure)
+        if dvh is None and c.structure in CORD_STRUCTURES and cord_not_applicable(protocol, level, resolution):
+            raise ev.NotApplicable(
+                f"No spinal cord segment at {level}: from {protocol.planning.thecal_sac_from_level} down the "
+                "protocol's organ at risk is the thecal sac (no margin), judged in its own row."
+            )
         if dvh is None:
             raise ev.NotEvaluable(why_missing(c.structure))
         try:

@@ -48,6 +48,15 @@ def thecal_sac_is_oar(protocol: Protocol, level: str) -> bool:
     return level_index(level) >= level_index(protocol.planning.thecal_sac_from_level)
 
 
+CORD_STRUCTURES = ("SpinalCord", PRV)
+
+
+def cord_not_applicable(protocol: Protocol, level: str, resolution: RoleResolution) -> bool:
+    """True where the cord (and its PRV) do not apply: at or below the thecal-sac level with no cord segment
+    (the conus ends around L1-L2). Above that level a missing cord is a missing structure, never this."""
+    return thecal_sac_is_oar(protocol, level) and resolution.get("SpinalCord") is None
+
+
 def build_planning_volumes(
     protocol: Protocol,
     masks: Mapping[str, Mask],
@@ -91,7 +100,9 @@ def build_planning_volumes(
         )
 
     cord = masks.get("SpinalCord")
-    if cord is None or cord.is_empty:
+    if cord is None and thecal_sac_is_oar(protocol, level):
+        pass  # below the conus: no cord, no PRV; the thecal sac is the organ at risk (see cord_not_applicable)
+    elif cord is None or cord.is_empty:
         problems[PRV] = "SpinalCord_PRV02 needs a SpinalCord segment" + (" (it is empty)." if cord is not None else ".")
     else:
         prv = expand(cord, Margins.isotropic(prv_margin), PRV)

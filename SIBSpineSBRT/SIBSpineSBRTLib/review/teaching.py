@@ -29,23 +29,16 @@ from ..dose.grid import DoseError, DoseGrid
 from ..dose.radiobiology import metric_radiobiology
 from ..protocol import evaluate as ev
 from ..protocol.model import Protocol, ProtocolError, load_protocol
-from ..report.figures import CT_WINDOW, STATUS_HEX  # the report's CT window; row status -> colour
-from ..report.text_table import STATUS_LABEL  # row status -> label, as in the text table
+from ..report.figures import CT_WINDOW  # the report's CT window
+from ..report.status_style import STATUS_HEX, STATUS_LABEL, STATUS_MEANING, VERDICT_HEX
 from .pipeline import CaseInput, ReviewResult, review_case
 from .planning_volumes import PlanningOutcome, plan_volumes
 from .readiness import BUILD, EVALUATE, PanelState, missing_for
 
 # -- display choices ------------------------------------------------------------------------------------
 
-VERDICT_HEX = {ev.PASS: "#2e9e40", ev.FAIL: "#d32f2f", ev.INCOMPLETE: "#8c8c8c"}
 HIDDEN, HIDDEN_LABEL, HIDDEN_HEX = "hidden", "?", "#607d8b"
 
-STATUS_MEANING = {
-    ev.OPTIMAL: "the optimal limit is met (or the protocol gives only a mandatory one, which is met)",
-    ev.ACCEPTABLE: "the mandatory limit is met, the optimal one is not",
-    ev.FAIL: "the mandatory limit is not met",
-    ev.NOT_EVALUABLE: "the metric could not be computed; a missing structure or dose is never a pass",
-}
 
 #: CT window presets: key -> (label, window HU, level HU). "report" is the window of the report's figures.
 CT_WINDOW_PRESETS = {
@@ -432,51 +425,80 @@ def _code_digest() -> str:
     return h.hexdigest()[:16]
 
 
-def prepare_teaching_case(case: str = "thoracic", variant: str = "pass", cache_dir=None):
-    """Build the in-memory teaching case (numpy only, no scene: may run in a worker thread).
+@dataclass
+class PreparedCase:
+    """A teaching case built in memory and its MR registered to the CT (numpy only, so a worker thread
+    can make it; cached as a whole)."""
 
-    The phantoms are deterministic, so with ``cache_dir`` the built case is kept there (one pickle per case,
+    case: object  # phantoms.cases.PhantomCase
+    mr_to_ct: Optional[np.ndarray]  # 4x4 RAS from our registration (not the phantom's known truth)
+
+
+def _prepare(case: str, variant: str) -> PreparedCase:
+    from ..registration.rigid import register_rigid
+    from .demo import build_teaching_case
+
+    built = build_teaching_case(case, variant)
+    if built.mr_t1 is None:
+        return PreparedCase(built, None)
+    reg = register_rigid(built.ct, built.ct_geometry, built.mr_t1, built.mr_geometry, fixed_mask=built.registration_roi)
+    return PreparedCase(built, reg.moving_to_fixed)
+
+
+def prepare_teaching_case(case: str = "thoracic", variant: str = "pass", cache_dir=None) -> PreparedCase:
+    """Build the in-memory teaching case and register its MR (no scene: may run in a worker thread).
+
+    The phantoms are deterministic, so with ``cache_dir`` the prepared case is kept there (one pickle per case,
     variant and version of the library's code, written by this function only) and read back next time."""
     import pickle
     from pathlib import Path
 
-    from .demo import build_teaching_case
-
     if cache_dir is None:
-        return build_teaching_case(case, variant)
+        return _prepare(case, variant)
     folder = Path(cache_dir)
     path = folder / f"teaching-{case}-{variant}-{_code_digest()}.pickle"
     if path.is_file():
         try:
             with open(path, "rb") as f:
-                return pickle.load(f)
+                cached = pickle.load(f)
+            if isinstance(cached, PreparedCase):
+                return cached
         except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
             pass  # unreadable: rebuilt and rewritten below
-    built = build_teaching_case(case, variant)
+    prepared = _prepare(case, variant)
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_suffix(f".{id(built)}.tmp")
+        tmp = path.with_suffix(f".{id(prepared)}.tmp")
         with open(tmp, "wb") as f:
-            pickle.dump(built, f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(prepared, f, protocol=pickle.HIGHEST_PROTOCOL)
         tmp.replace(path)
     except OSError:
         pass  # a read-only cache only costs time
-    return built
+    return prepared
 
 
 def open_teaching_case(
     scene, case: str = "thoracic", variant: str = "pass", protocol: Optional[Protocol] = None, built=None
 ) -> ReviewSession:
-    """Put a teaching case into ``scene`` as ``run_demo_review`` does (same nodes, same review input), without
-    reviewing it yet. ``built``: the case from ``prepare_teaching_case`` when it was built beforehand."""
-    from ..mrml.case import add_case_nodes, case_input_from_nodes
+    """Put a teaching case into ``scene`` as ``run_demo_review`` does (same nodes, same review input), with its
+    MR T1 shown through the registration, without reviewing it yet. ``built``: the ``PreparedCase`` from
+    ``prepare_teaching_case`` when it was prepared beforehand."""
+    from ..mrml.case import CaseNodes, add_case_nodes, case_input_from_nodes
+    from ..mrml.volumes import add_volume
+    from ..registration.mrml_transform import apply_to_moving
 
     protocol = protocol or load_protocol()
-    built = built if built is not None else prepare_teaching_case(case, variant)
-    nodes = add_case_nodes(scene, built)
-    data = case_input_from_nodes(scene, nodes.segmentation, nodes.dose, built.level, built.name)
-    title = f"{case} ({variant}) - {built.name}, level {built.level}"
-    return ReviewSession(scene, protocol, nodes, data, title, built.level)
+    prepared = built if built is not None else prepare_teaching_case(case, variant)
+    phantom = prepared.case
+    nodes = add_case_nodes(scene, phantom)
+    if phantom.mr_t1 is not None:
+        mr = add_volume(scene, phantom.mr_t1, phantom.mr_geometry, "MR T1")
+        if prepared.mr_to_ct is not None:
+            apply_to_moving(scene, mr, prepared.mr_to_ct, nodes.ct)
+        nodes = CaseNodes(nodes.ct, nodes.segmentation, nodes.dose, mr)
+    data = case_input_from_nodes(scene, nodes.segmentation, nodes.dose, phantom.level, phantom.name)
+    title = f"{case} ({variant}) - {phantom.name}, level {phantom.level}"
+    return ReviewSession(scene, protocol, nodes, data, title, phantom.level)
 
 
 def open_dicom_case(scene, folder, protocol: Optional[Protocol] = None, level: Optional[str] = None) -> ReviewSession:
