@@ -12,7 +12,7 @@ import numpy as np
 
 from ..geometry.grid import ImageGeometry
 from ..geometry.masks import Mask
-from .volumes import _matrix4, _numpy4, vtk_image_from_array
+from .volumes import numpy_matrix4, vtk_image_from_array, vtk_matrix4
 
 REFERENCE_GEOMETRY_PARAMETER = "Reference image geometry"
 DERIVED_TAG = "SIBSpineSBRT.Derived"
@@ -29,7 +29,7 @@ def oriented_image(array: np.ndarray, geometry: ImageGeometry):
 
     img = slicer.vtkOrientedImageData()
     img.ShallowCopy(vtk_image_from_array(array))
-    img.SetImageToWorldMatrix(_matrix4(geometry.ijk_to_ras))
+    img.SetImageToWorldMatrix(vtk_matrix4(geometry.ijk_to_ras))
     return img
 
 
@@ -41,7 +41,7 @@ def geometry_from_oriented_image(img) -> ImageGeometry:
     img.GetImageToWorldMatrix(m)
     e = img.GetExtent()
     shape = (e[5] - e[4] + 1, e[3] - e[2] + 1, e[1] - e[0] + 1)
-    m4 = _numpy4(m)
+    m4 = numpy_matrix4(m)
     m4[:3, 3] = m4[:3, :3] @ np.array([e[0], e[2], e[4]], float) + m4[:3, 3]
     return ImageGeometry.from_ijk_to_ras(m4, shape)
 

@@ -15,7 +15,8 @@ DOSE_UNIT_NAME_ATTRIBUTE = "DicomRtImport.DoseUnitName"
 DOSE_UNIT_VALUE_ATTRIBUTE = "DicomRtImport.DoseUnitValue"
 
 
-def _matrix4(m: np.ndarray):
+def vtk_matrix4(m: np.ndarray):
+    """A ``vtkMatrix4x4`` holding the 4x4 array ``m``."""
     from vtkmodules.vtkCommonMath import vtkMatrix4x4
 
     out = vtkMatrix4x4()
@@ -25,7 +26,8 @@ def _matrix4(m: np.ndarray):
     return out
 
 
-def _numpy4(vtk_matrix) -> np.ndarray:
+def numpy_matrix4(vtk_matrix) -> np.ndarray:
+    """The 4x4 array of a ``vtkMatrix4x4``."""
     return np.array([[vtk_matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
@@ -59,7 +61,7 @@ def add_volume(scene, array: np.ndarray, geometry: ImageGeometry, name: str, lab
 
 
 def set_volume_geometry(node, geometry: ImageGeometry) -> None:
-    node.SetIJKToRASMatrix(_matrix4(geometry.ijk_to_ras))
+    node.SetIJKToRASMatrix(vtk_matrix4(geometry.ijk_to_ras))
 
 
 def volume_geometry(node) -> ImageGeometry:
@@ -72,7 +74,7 @@ def volume_geometry(node) -> ImageGeometry:
     m = vtkMatrix4x4()
     node.GetIJKToRASMatrix(m)
     ni, nj, nk = img.GetDimensions()
-    return ImageGeometry.from_ijk_to_ras(_numpy4(m), (nk, nj, ni))
+    return ImageGeometry.from_ijk_to_ras(numpy_matrix4(m), (nk, nj, ni))
 
 
 def volume_array(node) -> np.ndarray:

@@ -18,21 +18,8 @@ from typing import Optional, Tuple
 import numpy as np
 
 from ..geometry.grid import ImageGeometry
+from ..mrml.volumes import numpy_matrix4, vtk_matrix4
 from .rigid import ProgressCallback, RigidResult, RigidSettings, register_rigid
-
-
-def _vtk_matrix(m: np.ndarray):
-    from vtkmodules.vtkCommonMath import vtkMatrix4x4
-
-    out = vtkMatrix4x4()
-    for r in range(4):
-        for c in range(4):
-            out.SetElement(r, c, float(m[r, c]))
-    return out
-
-
-def _numpy(vtk_matrix) -> np.ndarray:
-    return np.array([[vtk_matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
 def _check_rigid(m: np.ndarray) -> np.ndarray:
@@ -52,7 +39,7 @@ def new_transform_node(scene, moving_to_fixed: np.ndarray, name: str = "MR to CT
     node = slicer.vtkMRMLLinearTransformNode()
     node.SetName(name)
     scene.AddNode(node)
-    node.SetMatrixTransformToParent(_vtk_matrix(_check_rigid(moving_to_fixed)))
+    node.SetMatrixTransformToParent(vtk_matrix4(_check_rigid(moving_to_fixed)))
     return node
 
 
@@ -62,7 +49,7 @@ def transform_to_parent(node) -> np.ndarray:
 
     m = vtkMatrix4x4()
     node.GetMatrixTransformToParent(m)
-    return _numpy(m)
+    return numpy_matrix4(m)
 
 
 def node_to_world(node) -> np.ndarray:
@@ -77,7 +64,7 @@ def node_to_world(node) -> np.ndarray:
         raise ValueError(f"{node.GetName()} is under a non-linear transform; harden or remove it first.")
     m = vtkMatrix4x4()
     parent.GetMatrixTransformToWorld(m)
-    return _numpy(m)
+    return numpy_matrix4(m)
 
 
 def apply_to_moving(
@@ -96,7 +83,7 @@ def apply_to_moving(
     if transform_node is None:
         transform_node = new_transform_node(scene, m, name)
     else:
-        transform_node.SetMatrixTransformToParent(_vtk_matrix(m))
+        transform_node.SetMatrixTransformToParent(vtk_matrix4(m))
     fixed_parent = fixed_node.GetParentTransformNode() if fixed_node is not None else None
     if fixed_parent is not None and fixed_parent is not transform_node:
         transform_node.SetAndObserveTransformNodeID(fixed_parent.GetID())

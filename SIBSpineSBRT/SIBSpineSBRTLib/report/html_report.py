@@ -177,7 +177,8 @@ footer {{ margin-top: 28px; font-size: 11px; color: #666; }}
 {"".join(rows_html)}</table>
 <p style="font-size:12px">Dx% and Dxcc: the minimum dose received by the hottest x of the structure. OPTIMAL: the optimal limit
 is met (or the protocol gives none); ACCEPTABLE: the mandatory limit is met, the optimal one is not; FAIL: the mandatory limit
-is not met; NOT EVALUABLE: the metric could not be computed (never a pass).</p>
+is not met; NOT EVALUABLE: the metric could not be computed (never a pass); N/A: the protocol does not apply
+the limit here (the reason is in the note).</p>
 {"<h2>Messages</h2><ul>" + messages + "</ul>" if messages else ""}
 <h2>Dose-volume histogram</h2><div class=dvh>{dvh}</div>
 <h2>Images</h2><p>{legend}</p>{"".join(figs) or "<p>No image was given.</p>"}
