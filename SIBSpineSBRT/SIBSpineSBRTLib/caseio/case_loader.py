@@ -183,6 +183,23 @@ def _check_frame(what: str, path, frame: str, ct: ImageSeries) -> None:
         )
 
 
+def choose_ct_and_structures(scan: DicomScan, ct_series_uid: Optional[str], structure_set_uid: Optional[str], messages):
+    """The structure set and the planning CT it references (both read), with every frame of reference of the
+    structure set checked against the CT: the same choices and errors inside and outside Slicer.
+    Returns (structure set file or None, StructureSet or None, the CT's series files, ImageSeries)."""
+    ss_file = _choose_structure_set(scan, structure_set_uid)
+    structure_set = read_rtstruct(ss_file.path) if ss_file is not None else None
+    planning = _choose_planning_series(scan, structure_set, ct_series_uid, messages)
+    ct = read_image_series(planning, scan)
+    if structure_set is not None:
+        frames = set(structure_set.frame_of_reference_uids) | {
+            r.frame_of_reference_uid for r in structure_set.rois if r.frame_of_reference_uid
+        }
+        for frame in sorted(frames) or [""]:
+            _check_frame("structure set", structure_set.path, frame, ct)
+    return ss_file, structure_set, planning, ct
+
+
 def _choose_dose(scan: DicomScan, uid: Optional[str]) -> Optional[DicomFile]:
     candidates = [f for f in scan.rtdoses if uid is None or f.sop_instance_uid == uid]
     if uid is not None and not candidates:
@@ -307,16 +324,9 @@ def load_dicom_case(
         scan = scan_folder(folder)
         messages.extend(scan.problems())
 
-        ss_file = _choose_structure_set(scan, structure_set_uid)
-        structure_set = read_rtstruct(ss_file.path) if ss_file is not None else None
-        planning = _choose_planning_series(scan, structure_set, ct_series_uid, messages)
-        ct = read_image_series(planning, scan)
-        if structure_set is not None:
-            frames = set(structure_set.frame_of_reference_uids) | {
-                r.frame_of_reference_uid for r in structure_set.rois if r.frame_of_reference_uid
-            }
-            for frame in sorted(frames) or [""]:
-                _check_frame("structure set", structure_set.path, frame, ct)
+        ss_file, structure_set, planning, ct = choose_ct_and_structures(
+            scan, ct_series_uid, structure_set_uid, messages
+        )
 
         dose, dose_problem = None, ""
         try:

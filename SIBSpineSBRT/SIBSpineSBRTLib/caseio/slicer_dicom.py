@@ -37,15 +37,13 @@ from .case_loader import (
     _check_frame,
     _choose_dose,
     _choose_plan,
-    _choose_planning_series,
-    _choose_structure_set,
+    choose_ct_and_structures,
 )
-from .dicom_image import read_image_series
 from .dicom_scan import scan_folder
 from .errors import MissingSeriesError
 from .rtdose import read_rtdose
 from .rtplan import read_rtplan
-from .rtstruct_read import read_rtstruct, unique_roi_names
+from .rtstruct_read import unique_roi_names
 
 PLUGINS = ["DICOMScalarVolumePlugin", "DicomRtImportExportPlugin"]
 
@@ -98,14 +96,9 @@ def load_case_with_slicer_dicom(
     messages: List[str] = []
     scan = scan_folder(folder)
     messages.extend(scan.problems())
-    ss_file = _choose_structure_set(scan, structure_set_uid)
-    structure_set = read_rtstruct(ss_file.path) if ss_file is not None else None
-    planning = _choose_planning_series(scan, structure_set, ct_series_uid, messages)
-    ct_series = read_image_series(planning, scan)
-    if structure_set is not None:
-        frames = set(structure_set.frame_of_reference_uids) | {r.frame_of_reference_uid for r in structure_set.rois}
-        for frame in sorted(f for f in frames if f) or [""]:
-            _check_frame("structure set", structure_set.path, frame, ct_series)
+    ss_file, structure_set, planning, ct_series = choose_ct_and_structures(
+        scan, ct_series_uid, structure_set_uid, messages
+    )
     dose_file = _choose_dose(scan, dose_uid)
     rtdose = None
     if dose_file is not None:
