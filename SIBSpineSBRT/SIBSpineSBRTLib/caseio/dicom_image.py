@@ -27,7 +27,7 @@ import numpy as np
 
 from ..geometry.grid import ImageGeometry
 from ._pydicom_compat import apply_modality_lut, pixel_array
-from .dicom_scan import DicomScan, ImageSeriesFiles, read_dataset
+from .dicom_scan import DicomScan, ImageSeriesFiles, read_dataset, series_label
 from .errors import (
     CorruptDicomError,
     DuplicateSliceError,
@@ -100,12 +100,7 @@ class ImageSeries:
     reference_header: object = field(default=None, repr=False)
 
     def label(self) -> str:
-        parts = [self.modality]
-        if self.number:
-            parts.append(f"series {self.number}")
-        if self.description:
-            parts.append(f"'{self.description}'")
-        return " ".join(parts)
+        return series_label(self.modality, self.number, self.description)
 
 
 def _slice_values(ds, path: Path) -> np.ndarray:

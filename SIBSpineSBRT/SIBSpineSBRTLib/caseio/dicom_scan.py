@@ -209,6 +209,16 @@ class DicomFile:
         return "" if value is None else str(value)
 
 
+def series_label(modality: str, number: str = "", description: str = "") -> str:
+    """"CT series 2 'Planning CT'": how messages name a series (never with patient data)."""
+    parts = [modality]
+    if number:
+        parts.append(f"series {number}")
+    if description:
+        parts.append(f"'{description}'")
+    return " ".join(parts)
+
+
 @dataclass
 class ImageSeriesFiles:
     """The files of one image series (one Series Instance UID)."""
@@ -231,12 +241,7 @@ class ImageSeriesFiles:
 
     def label(self) -> str:
         """A short human label (modality, series number, description): no patient data."""
-        parts = [self.modality]
-        if self.number:
-            parts.append(f"series {self.number}")
-        if self.description:
-            parts.append(f"'{self.description}'")
-        return " ".join(parts)
+        return series_label(self.modality, self.number, self.description)
 
 
 @dataclass(frozen=True)
