@@ -5,14 +5,12 @@ MRML transform node (MR shown registered, never resampled; hardened only on requ
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 from SIBSpineSBRTLib.geometry.grid import ImageGeometry
 from SIBSpineSBRTLib.phantoms import cases as C
 from SIBSpineSBRTLib.phantoms.mr import axis_angle_matrix, misregistration, rigid_matrix, rotation_angle_deg
-
-sitk = pytest.importorskip("SimpleITK")
-
-from SIBSpineSBRTLib.registration import rigid as R  # noqa: E402
+from SIBSpineSBRTLib.registration import rigid as R
 
 SAG = ((0.0, 0.0, 1.0), (-1.0, 0.0, 0.0), (0.0, -1.0, 0.0))
 
