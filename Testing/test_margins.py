@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 import pytest
+from analytic_geometry import ball, integrated_box, integrated_cylinder, steiner_box, steiner_cylinder
 
 from SIBSpineSBRTLib.geometry import margins as margins_module
 from SIBSpineSBRTLib.geometry.grid import ImageGeometry
@@ -184,25 +185,6 @@ def random_mask(shape, rng, n_points=25, blobs=2):
 def centres_ras(mask):
     k, j, i = np.nonzero(mask.array)
     return mask.geometry.ijk_to_ras_points(np.stack([i, j, k], axis=1).astype(float))
-
-
-def steiner_box(a, b, c, rx, ry, rz):
-    return (
-        a * b * c
-        + 2 * (b * c * rx + a * c * ry + a * b * rz)
-        + math.pi * (a * ry * rz + b * rx * rz + c * rx * ry)
-        + 4 / 3 * math.pi * rx * ry * rz
-    )
-
-
-def steiner_cylinder(a, length, m):
-    """Finite cylinder (radius a) grown by a ball of radius m."""
-    return (
-        math.pi * a * a * length
-        + (2 * math.pi * a * length + 2 * math.pi * a * a) * m
-        + (math.pi * length + math.pi**2 * a) * m * m
-        + 4 / 3 * math.pi * m**3
-    )
 
 
 def cord_mask(offset=(0.25, 0.1)):
@@ -377,6 +359,12 @@ def test_oblique_solver_reproduces_the_clamp_footprint_on_aligned_grids():
 # -- analytic volumes ------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("a, b, c, rx, ry, rz", [(40.18, 40.18, 37.5, 2, 2, 5), (10, 20, 30, 1, 3, 0.5)])
+def test_steiner_formulas_match_integrals(a, b, c, rx, ry, rz):
+    assert abs(integrated_box(a, b, c, rx, ry, rz) / steiner_box(a, b, c, rx, ry, rz) - 1) < 1e-9
+    assert abs(integrated_cylinder(a / 8, c, rx) / steiner_cylinder(a / 8, c, rx) - 1) < 1e-9
+
+
 def test_box_ptv_matches_minkowski_volume_and_brute_force():
     ni, nj, nk = 41, 41, 30  # 40.2 x 40.2 x 37.5 mm: a 60 cc CTV
     shape = (nk + 12, nj + 8, ni + 8)
@@ -430,10 +418,9 @@ def test_sphere_expansion_is_the_staircase_expanded_faithfully(radius, m):
     k, j, i = np.indices(n[::-1])
     r2 = sum(((x - c) * s) ** 2 for x, c, s in zip((i, j, k), centre, CT_SPACING))
     sphere = Mask(r2 <= radius**2, grid(n[::-1]))
-    ball = lambda r: 4 / 3 * math.pi * r**3 / 1000  # noqa: E731 - cc
-    assert abs(sphere.volume_cc / ball(radius) - 1) < 0.02  # the voxelisation itself is fair
-    grown = expand(sphere, Margins.isotropic(m)).volume_cc
-    truth = staircase_expansion_mm3(sphere.array, CT_SPACING, m) / 1000
+    assert abs(sphere.volume_cc * 1000 / ball(radius) - 1) < 0.02  # the voxelisation itself is fair
+    grown = expand(sphere, Margins.isotropic(m)).volume_cc * 1000
+    truth = staircase_expansion_mm3(sphere.array, CT_SPACING, m)
     assert abs(grown / truth - 1) < 0.03  # sampling the grown staircase at voxel centres
     excess = truth / ball(radius + m) - 1
     over_margin = (radius + m) * ((1 + excess) ** (1 / 3) - 1)  # as if the margin were m + this

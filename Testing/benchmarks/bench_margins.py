@@ -26,9 +26,12 @@ import sys
 import time
 
 import numpy as np
-from scipy import integrate, ndimage
+from scipy import ndimage
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "SIBSpineSBRT"))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.join(HERE, ".."), os.path.join(HERE, "..", "..", "SIBSpineSBRT")]
+
+from analytic_geometry import integrated_box, integrated_cylinder, steiner_box, steiner_cylinder  # noqa: E402
 
 from SIBSpineSBRTLib.geometry import margins as margins_module  # noqa: E402
 from SIBSpineSBRTLib.geometry.grid import ImageGeometry  # noqa: E402
@@ -55,43 +58,13 @@ def best_time(fn, repeats=REPEATS):
     return best
 
 
-def steiner_box(a, b, c, rx, ry, rz):
-    return (
-        a * b * c
-        + 2 * (b * c * rx + a * c * ry + a * b * rz)
-        + math.pi * (a * ry * rz + b * rx * rz + c * rx * ry)
-        + 4 / 3 * math.pi * rx * ry * rz
-    )
-
-
-def steiner_cylinder(a, length, m):
-    """Finite cylinder (radius a, flat ends) grown by a ball of radius m: V0 + S m + M m^2 + 4/3 pi m^3 with
-    S = 2 pi a L + 2 pi a^2 and M = pi L (the side) + pi^2 a (the two rims, quarter tori)."""
-    return (
-        math.pi * a * a * length
-        + (2 * math.pi * a * length + 2 * math.pi * a * a) * m
-        + (math.pi * length + math.pi**2 * a) * m * m
-        + 4 / 3 * math.pi * m**3
-    )
-
-
 def check_analytic_volumes():
     """Steiner's formulas against integrals of the cross-sections of the grown bodies."""
-    a, length, m = 5.0, 80.0, 2.0
-    # beyond an end, at height h the section is a disk of radius a + sqrt(m^2 - h^2)
-    cap, _ = integrate.quad(lambda h: math.pi * (a + math.sqrt(m * m - h * h)) ** 2, 0.0, m)
-    numeric = math.pi * (a + m) ** 2 * length + 2 * cap
-    assert abs(numeric / steiner_cylinder(a, length, m) - 1) < 1e-9, (numeric, steiner_cylinder(a, length, m))
-    # box a x b x c and the semi-axes rx, ry, rz: beyond the top, at height h the section is the rectangle
-    # grown by the ellipse of semi-axes (rx t, ry t), t = sqrt(1 - (h / rz)^2)
-    a, b, c, rx, ry, rz = 40.18, 40.18, 37.5, 2.0, 2.0, 5.0
-
-    def section(t):
-        return a * b + 2 * t * (b * rx + a * ry) + math.pi * rx * ry * t * t
-
-    top, _ = integrate.quad(lambda h: section(math.sqrt(max(0.0, 1 - (h / rz) ** 2))), 0.0, rz)
-    numeric = c * section(1.0) + 2 * top
-    assert abs(numeric / steiner_box(a, b, c, rx, ry, rz) - 1) < 1e-9, (numeric, steiner_box(a, b, c, rx, ry, rz))
+    for exact, numeric in (
+        (steiner_cylinder(5.0, 80.0, 2.0), integrated_cylinder(5.0, 80.0, 2.0)),
+        (steiner_box(40.18, 40.18, 37.5, 2.0, 2.0, 5.0), integrated_box(40.18, 40.18, 37.5, 2.0, 2.0, 5.0)),
+    ):
+        assert abs(numeric / exact - 1) < 1e-9, (numeric, exact)
 
 
 def box_ctv(geometry):
