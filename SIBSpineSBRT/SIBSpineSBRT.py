@@ -17,6 +17,8 @@ from slicer.ScriptedLoadableModule import *
 from slicer.util import VTKObservationMixin
 
 from SIBSpineSBRTLib.protocol.model import DEFAULT_PROTOCOL, LEVELS, available_protocols
+from SIBSpineSBRTLib.review.readiness import REPORT as _REPORT
+from SIBSpineSBRTLib.review.readiness import RTSTRUCT as _RTSTRUCT
 
 #
 # SIBSpineSBRT
@@ -249,16 +251,37 @@ class SIBSpineSBRTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onExportReport(self) -> None:
         import qt
 
-        path = qt.QFileDialog.getSaveFileName(None, _("Export report"), "report.html", "HTML (*.html)")
-        if path:
+        path = qt.QFileDialog.getSaveFileName(
+            None, _("Export report"), "report.pdf", "PDF (*.pdf);;HTML, one self-contained file (*.html)"
+        )
+        if path and self._ensurePackages(_REPORT):
             with slicer.util.tryWithErrorDisplay(_("Writing the report failed."), waitCursor=True):
                 self.logic.exportReport(path, self._parameterNode)
+
+    def _ensurePackages(self, action: str) -> bool:
+        """Offer to install the pinned packages ``action`` needs that Slicer does not bundle; False if declined."""
+        from SIBSpineSBRTLib.review.readiness import missing_packages
+
+        need = missing_packages(action)
+        if not need:
+            return True
+        question = _("This needs Python packages that Slicer does not include: {packages}. Install them now?").format(
+            packages=", ".join(need)
+        )
+        if not slicer.util.confirmOkCancelDisplay(question):
+            return False
+        with slicer.util.tryWithErrorDisplay(_("Installing {packages} failed.").format(packages=", ".join(need))):
+            slicer.util.pip_install(need)
+        import importlib
+
+        importlib.invalidate_caches()
+        return not missing_packages(action)
 
     def onExportRtstruct(self) -> None:
         import qt
 
         path = qt.QFileDialog.getSaveFileName(None, _("Export RTSTRUCT"), "planning_volumes.dcm", "DICOM (*.dcm)")
-        if path:
+        if path and self._ensurePackages(_RTSTRUCT):
             with slicer.util.tryWithErrorDisplay(_("Writing the RTSTRUCT failed."), waitCursor=True):
                 self.logic.exportRtstruct(path, self._parameterNode)
 

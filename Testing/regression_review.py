@@ -9,7 +9,7 @@ Outside Slicer, on slicer-core with the project's own DICOM reader:
 
     .venv/bin/python Testing/regression_review.py --case DIR --out DIR [--level T8]
 
-Writes metrics.json (the demo's schema), metrics.csv and report.html into --out. Exit code 0 when every
+Writes metrics.json (the demo's schema), metrics.csv, report.html and report.pdf into --out. Exit code 0 when every
 mandatory limit is met, 1 when one fails, 2 for bad input or an incomplete review. Inside Slicer the script
 always ends with slicer.util.exit(code).
 """

@@ -63,7 +63,11 @@ def test_review_of_a_dicom_case(case, tmp_path):
     assert len([r for r in doc["rows"] if r["structure"] != "Esophagus"]) == 9
     sac = [r for r in doc["rows"] if r["structure"] == "ThecalSac"][0]
     assert sac["status"] == "not_evaluable" and "Segments found: CTV, GTV, SpinalCanal, Cord, Ring" in sac["message"]
-    assert fx.PATIENT_NAME.split("^")[0] not in proc.stdout + proc.stderr + (out / "report.html").read_text()
+    from pypdf import PdfReader
+
+    pdf_text = "".join(page.extract_text() for page in PdfReader(out / "report.pdf").pages)
+    assert "Verdict:" in pdf_text
+    assert fx.PATIENT_NAME.split("^")[0] not in proc.stdout + proc.stderr + (out / "report.html").read_text() + pdf_text
     proc = run("review", "--dicom", case.folder, "--level", "T8", "--out", out, "--role", "ThecalSac=SpinalCanal")
     doc = json.loads((out / "metrics.json").read_text())
     assert proc.returncode in (0, 1) and doc["verdict"] in ("pass", "fail")

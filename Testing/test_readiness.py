@@ -30,3 +30,18 @@ def test_progressive_enabling():
 def test_bad_level_is_missing():
     assert r.evaluate_missing(True, True, "T13") == ["Choose the vertebral level of the target (C1-S5)."]
     assert r.evaluate_missing(True, True, "L2") == []
+
+
+def test_packages_slicer_lacks_are_named_with_the_pins_tested_on_python39():
+    from pathlib import Path
+
+    assert r.missing_packages(r.REPORT) == [] and r.missing_packages(r.RTSTRUCT) == []  # this venv has them
+    absent = {"fpdf", "contourpy"}
+    fake = lambda name: None if name in absent else object()  # noqa: E731
+    assert r.missing_packages(r.REPORT, fake) == ["fpdf2==2.8.4"]
+    assert r.missing_packages(r.RTSTRUCT, fake) == ["contourpy==1.3.0"]
+    assert r.missing_packages(r.EVALUATE, fake) == []
+    lock = (Path(__file__).parents[1] / "requirements" / "py39.lock").read_text().split()
+    for needs in r.PACKAGES.values():
+        for _, requirement in needs:
+            assert requirement in lock, requirement  # what Slicer installs is what the 3.9 pass tests

@@ -99,3 +99,77 @@ def test_csv_has_one_row_per_constraint(report, tmp_path):
     ]
     assert float(rows[4]["value"]) == pytest.approx(result.rows[4].value, abs=1e-4)
     assert rows[4]["alpha_beta_gy"] == "6.0" and float(rows[4]["eqd2_gy"]) > float(rows[4]["value"])
+
+
+# -- the PDF form ---------------------------------------------------------------------------------------
+
+
+def pdf_text(data):
+    from pypdf import PdfReader
+
+    reader = PdfReader(io.BytesIO(data))
+    return reader, "\n".join(page.extract_text() for page in reader.pages)
+
+
+def test_pdf_has_every_row_the_verdict_and_the_images(report):
+    from PIL import Image
+
+    from SIBSpineSBRTLib.report.content import limit_rows
+    from SIBSpineSBRTLib.report.pdf_report import build_pdf
+
+    result, rep = report
+    data = build_pdf(result, rep.images)
+    assert data.startswith(b"%PDF-")
+    reader, text = pdf_text(data)
+    flat = " ".join(text.split())
+    assert f"Verdict: {result.verdict.upper()}" in flat and "Page 1 of" in flat
+    for r, shown in zip(result.rows, limit_rows(result)):  # each row in order, its status in its own cell
+        cells = (r.structure, r.metric, f"{r.value:.2f} Gy", shown.eqd2, shown.optimal, shown.mandatory)
+        assert " ".join(cells) + f" {STATUS_LABEL[r.status]} " in flat, cells
+    for name in ("PTV", "PTV_Eval", "SpinalCord_PRV02"):
+        assert f"{name} = " in flat
+    # the four images, embedded at full resolution
+    embedded = sorted(im.image.size for page in reader.pages for im in page.images)
+    assert embedded == sorted(Image.open(io.BytesIO(png)).size for png in rep.images.values())
+
+
+def test_pdf_patient_label_only_when_asked(report):
+    from SIBSpineSBRTLib.report.pdf_report import build_pdf
+
+    result, rep = report
+    reader, text = pdf_text(build_pdf(result, rep.images))
+    assert "Patient" not in text and not reader.metadata.get("/Author")
+    reader, text = pdf_text(build_pdf(result, rep.images, patient_label="Doe^Jane"))
+    assert "Doe^Jane" in text and reader.metadata["/Author"] == "Doe^Jane"
+
+
+def test_report_file_kind_follows_the_suffix(report, tmp_path):
+    from SIBSpineSBRTLib.report.outputs import write_report_file
+
+    result, rep = report
+    pdf = write_report_file(result, tmp_path / "r.PDF", images=rep.images)
+    html = write_report_file(result, tmp_path / "sub" / "r.html", images=rep.images)
+    assert pdf.read_bytes().startswith(b"%PDF-")
+    assert html.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_pdf_without_fpdf2_says_how_to_install_it(report, monkeypatch):
+    import sys
+
+    from SIBSpineSBRTLib.report.pdf_report import PdfReportError, build_pdf
+
+    result, rep = report
+    monkeypatch.setitem(sys.modules, "fpdf", None)  # import fpdf now raises ImportError
+    with pytest.raises(PdfReportError, match=r"fpdf2.*pip_install\('fpdf2==2\.8\.4'\)"):
+        build_pdf(result, rep.images)
+
+
+def test_reports_without_their_packages_fail_clearly_after_the_metrics(report, tmp_path, monkeypatch):
+    from SIBSpineSBRTLib.report import outputs
+
+    result, _ = report
+    monkeypatch.setattr(outputs, "missing_packages", lambda action: ["fpdf2==2.8.4"])
+    with pytest.raises(outputs.ReportDependencyError, match=r"fpdf2==2\.8\.4.*--no-report"):
+        outputs.write_review_outputs(result, tmp_path)
+    assert (tmp_path / "metrics.json").is_file() and not (tmp_path / "report.html").exists()
+    assert set(outputs.write_review_outputs(result, tmp_path / "b", report=False)) == {"metrics", "csv"}

@@ -40,7 +40,7 @@ def _report(ctx, result, out: Path, args, ct=None, mr=None, mr_to_ct=None) -> in
 
     print(format_table(result, color=args.color))
     written = write_review_outputs(result, out, ctx.scene, ct, mr, mr_to_ct, report=not args.no_report)
-    files = [written["metrics"], written.get("report")]
+    files = [written["metrics"], written.get("report"), written.get("pdf")]
     if args.normalise:
         files.append(_whatif(ctx, result, out, args))
     from ..mrml.storage import save_scene_mrb
@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--out", default="out/review", help="output folder for metrics.json and review.mrb (default: %(default)s)"
         )
         sp.add_argument("--color", action="store_true", help="colour the status column")
-        sp.add_argument("--no-report", action="store_true", help="skip the HTML report")
+        sp.add_argument("--no-report", action="store_true", help="skip the HTML and PDF reports")
         sp.add_argument(
             "--normalise",
             action="store_true",

@@ -17,13 +17,11 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from .. import __version__
-from ..dose.radiobiology import metric_radiobiology
 from ..geometry.grid import ImageGeometry
 from ..review.pipeline import ReviewResult, structure_masks
-from . import figures
+from . import content, figures
 from .slices import plane_through, sample_dose, sample_image, sample_mask
-from .status_style import STATUS_LABEL
+from .status_style import VERDICT_HEX
 
 CONTOURED = ("GTV", "CTV", "PTV_Eval", "SpinalCord", "SpinalCord_PRV02", "ThecalSac")
 
@@ -101,53 +99,35 @@ def build_report(
     p = result.protocol
     when = when or _dt.datetime.now()
     e = html.escape
-    verdict_color = {"pass": "#2e9e40", "fail": "#d32f2f"}.get(result.verdict, "#8c8c8c")
+    verdict_color = VERDICT_HEX.get(result.verdict, "#8c8c8c")
     rows_html = []
-    for r in result.rows:
-        role = p.structures.get(r.structure)
-        rb = metric_radiobiology(r.metric, r.value, p.fractions, role.alpha_beta_gy if role else None)
-        value = "&ndash;" if r.value is None else f"{r.value:.2f} {e(r.unit)}"
-        eqd2 = (
-            "&ndash;"
-            if rb is None
-            else f"{rb['eqd2_gy']:.1f} Gy <small>(&alpha;/&beta; {rb['alpha_beta_gy']:g})</small>"
-        )
-        check = ""
-        if r.crosscheck is not None:
-            check = f"{r.crosscheck.value:.2f} ({r.crosscheck.difference:+.2f})" + (
-                " &#9888;" if r.crosscheck.flagged else ""
-            )
-        note = r.message or r.constraint.note
-        source = r.constraint.source + ("" if r.constraint.confirmed else " &mdash; default, confirm locally")
+    for r in content.limit_rows(result):
+        check = e(r.crosscheck) + (" &#9888;" if r.crosscheck_flagged else "")
         rows_html.append(
-            f"<tr><td>{e(r.structure)}</td><td>{e(r.metric)}</td><td class=num>{value}</td><td class=num>{eqd2}</td>"
-            f"<td>{e(r.optimal_text or '-')}</td><td>{e(r.mandatory_text or '-')}</td>"
-            f'<td class="status {r.status}">{STATUS_LABEL[r.status]}</td><td class=num>{check or "&ndash;"}</td>'
-            f"<td class=note>{e(note)}<br><small>{source}</small></td></tr>"
+            f"<tr><td>{e(r.structure)}</td><td>{e(r.metric)}</td><td class=num>{e(r.value)}</td>"
+            f"<td class=num>{e(r.eqd2)}</td><td>{e(r.optimal)}</td><td>{e(r.mandatory)}</td>"
+            f'<td class="status {r.status}">{e(r.status_label)}</td><td class=num>{check}</td>'
+            f"<td class=note>{e(r.note)}<br><small>{e(r.source)}</small></td></tr>"
         )
+    header = "".join(f"<th>{e(c)}</th>" for c in content.LIMIT_COLUMNS)
+    key = "; ".join(f"{e(label)}: {e(meaning)}" for label, meaning in content.status_key())
     volumes = "".join(
-        f"<tr><td>{e(n)}</td><td class=num>{v.mask.volume_cc:.2f} cc</td><td>{e(v.recipe)}</td></tr>"
-        for n, v in sorted(result.volumes.items())
+        f"<tr><td>{e(n)}</td><td class=num>{e(size)}</td><td>{e(recipe)}</td></tr>"
+        for n, size, recipe in content.volume_rows(result)
     )
-    problems = "".join(f"<li>{e(n)} not built: {e(msg)}</li>" for n, msg in result.volume_problems.items())
+    problems = "".join(f"<li>{e(m)}</li>" for m in content.volume_problems(result))
     messages = "".join(f"<li>{e(m)}</li>" for m in result.messages)
-    figs = []
-    rx = p.prescription_gy
-    wash = f"dose colour-wash from {0.5 * rx:g} Gy, isodose lines {rx:g} Gy (white) and {1.4 * rx:g} Gy (magenta)"
-    captions = {
-        "axial_dose": f"Axial CT through the target centre: {wash}",
-        "axial_fusion": "Axial MR over the CT (50%), registered",
-        "sagittal_dose": f"Sagittal CT through the target centre: {wash}",
-    }
-    for key, caption in captions.items():
-        if key in images:
-            figs.append(f"<figure>{_img(images[key], caption)}<figcaption>{e(caption)}</figcaption></figure>")
+    figs = [
+        f"<figure>{_img(images[key], caption)}<figcaption>{e(caption)}</figcaption></figure>"
+        for key, caption in content.image_captions(result).items()
+        if key in images
+    ]
     legend = " ".join(
         f'<span class=swatch style="border-color:{_hex(p.structures[n].color)}">{e(n)}</span>'
         for n in CONTOURED
         if n in p.structures
     )
-    patient = f"<tr><th>Patient</th><td>{e(patient_label)}</td></tr>" if patient_label else ""
+    meta = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in content.header_rows(result, patient_label))
     dvh = _img(images["dvh"], "DVH with protocol limits") if "dvh" in images else "<p>No dose: no DVH.</p>"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>SIB spine SBRT review: {e(result.case)}</title>
@@ -167,25 +147,19 @@ figcaption {{ font-size: 12px; color: #444; }} .dvh img {{ width: 760px; }}
 .swatch {{ border-left: 14px solid; padding-left: 5px; margin-right: 10px; font-size: 12px; }}
 footer {{ margin-top: 28px; font-size: 11px; color: #666; }}
 </style></head><body>
-<h1>SIB spine SBRT plan review</h1>
-<table class=meta>{patient}<tr><th>Case</th><td>{e(result.case)}</td><th>Level</th><td>{e(result.level)}</td></tr>
-<tr><th>Protocol</th><td colspan=3>{e(p.name)}</td></tr>
-<tr><th>Prescription</th><td colspan=3>{p.prescription_gy:g} Gy in {p.fractions} fractions to {e(p.prescription_structure)} {e(p.prescription_metric)}</td></tr></table>
-<p><span class=verdict>Verdict: {e(result.verdict.upper())}</span></p>
+<h1>{e(content.TITLE)}</h1>
+<table class=meta>{meta}</table>
+<p><span class=verdict>{e(content.verdict_text(result))}</span></p>
 <h2>Protocol limits</h2>
-<table><tr><th>Structure</th><th>Metric</th><th>Value</th><th>EQD2</th><th>Optimal</th><th>Mandatory</th><th>Status</th><th>SlicerRT (diff)</th><th>Note and source</th></tr>
+<table><tr>{header}</tr>
 {"".join(rows_html)}</table>
-<p style="font-size:12px">Dx% and Dxcc: the minimum dose received by the hottest x of the structure. OPTIMAL: the optimal limit
-is met (or the protocol gives none); ACCEPTABLE: the mandatory limit is met, the optimal one is not; FAIL: the mandatory limit
-is not met; NOT EVALUABLE: the metric could not be computed (never a pass); N/A: the protocol does not apply
-the limit here (the reason is in the note).</p>
+<p style="font-size:12px">{e(content.METRIC_NOTE)} {key}.</p>
 {"<h2>Messages</h2><ul>" + messages + "</ul>" if messages else ""}
 <h2>Dose-volume histogram</h2><div class=dvh>{dvh}</div>
 <h2>Images</h2><p>{legend}</p>{"".join(figs) or "<p>No image was given.</p>"}
 <h2>Planning volumes</h2><table><tr><th>Volume</th><th>Size</th><th>Recipe</th></tr>{volumes}</table>
 {"<ul>" + problems + "</ul>" if problems else ""}
-<footer>SIBSpineSBRT {e(__version__)} &middot; report made {when.strftime("%Y-%m-%d %H:%M")} &middot; {e(p.citation)}
-&middot; For review by a qualified medical physicist; not a substitute for the treatment planning system's own checks.</footer>
+<footer>{e(content.footer_text(result, when))} &middot; {e(p.citation)} &middot; {e(content.DISCLAIMER)}</footer>
 </body></html>
 """
 

@@ -3,8 +3,9 @@ or disabled with these sentences as their tooltip. No Qt here; the Slicer widget
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from ..protocol.model import LEVELS
 
@@ -16,6 +17,13 @@ REGISTER, BUILD, EVALUATE, NORMALISE, REPORT, RTSTRUCT = (
     "export_report",
     "export_rtstruct",
 )
+
+# Python packages an action needs that desktop Slicer does not bundle: (import name, pinned pip requirement).
+# The pins install on Python 3.9 (Slicer 5.6/5.8) and 3.12 (Slicer 5.10+).
+PACKAGES: Dict[str, tuple] = {
+    REPORT: (("matplotlib", "matplotlib==3.9.4"), ("fpdf", "fpdf2==2.8.4")),
+    RTSTRUCT: (("contourpy", "contourpy==1.3.0"),),
+}
 
 
 @dataclass
@@ -60,3 +68,9 @@ def missing_for(state: PanelState) -> Dict[str, List[str]]:
 def evaluate_missing(segmentation_present: bool, dose_present: bool, level: Optional[str]) -> List[str]:
     """Inputs missing before a plan can be evaluated (empty when it can)."""
     return missing_for(PanelState(segmentation=segmentation_present, dose=dose_present, level=level))[EVALUATE]
+
+
+def missing_packages(action: str, find_spec: Callable = importlib.util.find_spec) -> List[str]:
+    """Pinned pip requirements of the packages ``action`` needs that this Python cannot import (the Slicer
+    module offers to install them with ``slicer.util.pip_install``)."""
+    return [req for module, req in PACKAGES.get(action, ()) if find_spec(module) is None]
