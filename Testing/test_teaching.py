@@ -256,3 +256,20 @@ def test_steps_give_exactly_the_demo_review(scene, protocol):
     focus = session.focus_ras()
     gtv = session.data.masks["GTV"].centroid_ras()
     assert focus == pytest.approx(tuple(gtv))
+
+    # the PDF report: not while the quiz hides the statuses; then the evaluated plan, MR fused
+    import io
+
+    from pypdf import PdfReader
+
+    session.quiz.enabled = True
+    assert session.missing()["report"] == ["Judge the plan in the quiz first: the report shows every status."]
+    with pytest.raises(ValueError, match="quiz"):
+        t.report_pdf(session)
+    session.quiz.record("pass")
+    assert session.missing()["report"] == []
+    reader = PdfReader(io.BytesIO(t.report_pdf(session)))
+    text = " ".join(" ".join(page.extract_text() for page in reader.pages).split())
+    assert "Verdict: PASS" in text and session.data.name in text
+    assert "Axial MR over the CT" in text  # the fusion image, through the registration
+    assert len([im for page in reader.pages for im in page.images]) == 4

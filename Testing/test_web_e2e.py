@@ -1,12 +1,13 @@
 """The residents' web demo end to end: the server as a user starts it, headless Chromium driven by Playwright
 (Testing/web/e2e.js: the system's Chromium through playwright-core, no browser download).
 
-The driver waits for the first rendered frame, clicks Build and Evaluate, hovers a row, plays the quiz and the
-two what-ifs, and saves screenshots. Checked here: the panel's statuses and values equal ``metrics.json`` of
-``sibspine demo`` (the same case), the what-if statuses equal the library's what-ifs, the views show image
-content (pixels of the screenshots, not a blank or loading screen), Build adds the derived outlines, nothing is
-loaded from outside the machine. Setup (``make test`` does it): node >= 20, ``npm ci --prefix Testing/web``,
-Chromium (``apt-get install -y chromium``) and Mesa EGL; a missing piece FAILS the test, naming the step.
+The driver waits for the first rendered frame, clicks Build and Evaluate, hovers a row, plays the quiz, downloads
+the PDF report and plays the two what-ifs, and saves screenshots. Checked here: the panel's statuses and values
+equal ``metrics.json`` of ``sibspine demo`` (the same case), the what-if statuses equal the library's what-ifs, the
+report holds the same values, the views show image content (pixels of the screenshots, not a blank or loading
+screen), Build adds the derived outlines, nothing is loaded from outside the machine. Setup (``make test`` does
+it): node >= 20, ``npm ci --prefix Testing/web``, Chromium (``apt-get install -y chromium``) and Mesa EGL; a
+missing piece FAILS the test, naming the step.
 """
 
 import ctypes.util
@@ -251,6 +252,21 @@ def test_quiz_hides_the_verdict_until_judged(web, metrics):
     assert [r["value"] for r in quiz["hidden"]["rows"]] == [f"{r['value']:.2f} {r['unit']}" for r in metrics["rows"]]
     assert [r["status"] for r in quiz["answered"]["rows"]] == [r["status"] for r in metrics["rows"]]
     assert quiz["feedback"].startswith("Correct. The plan PASSES")
+    assert quiz["report_disabled"] is True  # the report would give the answer away
+
+
+def test_report_pdf_downloads_with_the_panel_values(web, metrics):
+    import io
+
+    from pypdf import PdfReader
+
+    assert web["results"]["report"] == {"filename": "sibspine_review.pdf", "failure": None}
+    reader = PdfReader(io.BytesIO((web["out"] / "report.pdf").read_bytes()))
+    text = " ".join(" ".join(page.extract_text() for page in reader.pages).split())
+    assert f"Verdict: {metrics['verdict'].upper()}" in text
+    for r in metrics["rows"]:
+        assert f"{r['structure']} {r['metric']} {r['value']:.2f} {r['unit']}" in text
+    assert len([im for page in reader.pages for im in page.images]) == 4  # DVH, axial, fusion, sagittal
 
 
 def test_nothing_loaded_from_outside_and_no_errors(web):

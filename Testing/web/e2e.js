@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // End-to-end driver of the SIBSpineSBRT web demo: headless Chromium (the system's, through playwright-core;
 // no browser download) opens the demo, waits for the first rendered frame, clicks Build and Evaluate, reads
-// the panel, hovers a row, plays the quiz and the what-ifs, and writes screenshots and results.json.
+// the panel, hovers a row, plays the quiz, downloads the PDF report, plays the what-ifs, and writes
+// screenshots and results.json.
 //
 //   node e2e.js --url http://127.0.0.1:PORT/ --out DIR [--t0 EPOCH_MS | --wait-stdin 1]
 //               [--mode full|frame] [--case-ready] [--readme PNG]
@@ -298,7 +299,10 @@ async function main() {
     await page.click("#switch-quiz");
     await waitStatus("quiz", "waiting");
     await page.waitForTimeout(300);
-    results.quiz = { hidden: await panel() };
+    results.quiz = {
+      hidden: await panel(),
+      report_disabled: await page.$eval("#btn-report", (b) => b.disabled),
+    };
     await page.screenshot({ path: path.join(args.out, "05_quiz.png") });
     await page.click("#quiz-pass");
     await waitStatus("quiz", "answered");
@@ -308,6 +312,16 @@ async function main() {
     await page.click("#switch-quiz");
     await waitStatus("quiz", "off");
     step("quiz");
+
+    // The PDF report of the evaluated plan, downloaded as a user would
+    await page.waitForSelector("#btn-report:not([disabled])", { timeout: 10000 });
+    const [download] = await Promise.all([
+      page.waitForEvent("download", { timeout: Math.max(1000, deadline - Date.now()) }),
+      page.click("#btn-report"),
+    ]);
+    await download.saveAs(path.join(args.out, "report.pdf"));
+    results.report = { filename: download.suggestedFilename(), failure: await download.failure() };
+    step("report downloaded");
 
     // What-if: the whole dose x 1.10 with the keyboard on the slider (step 0.01), re-evaluated live
     const nudge = async (presses) => {

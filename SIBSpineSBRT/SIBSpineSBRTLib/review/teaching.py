@@ -367,7 +367,7 @@ class ReviewSession:
         return "" if self.has_mr else NO_MR_NOTE
 
     def missing(self) -> Dict[str, List[str]]:
-        """For Build, Evaluate and the what-if: what is missing (empty: the action is possible)."""
+        """For Build, Evaluate, the what-if and the report: what is missing (empty: the action is possible)."""
         state = PanelState(
             ct=self.nodes.ct is not None,
             mr=self.has_mr,
@@ -381,7 +381,7 @@ class ReviewSession:
         what_if = [] if self.result is not None else ["Evaluate the plan first."]
         if self.result is not None and self.result.inputs is not None and self.result.inputs.dose is None:
             what_if = ["The plan has no dose to scale."]
-        return {BUILD: out[BUILD], EVALUATE: out[EVALUATE], "what_if": what_if}
+        return {BUILD: out[BUILD], EVALUATE: out[EVALUATE], "what_if": what_if, "report": report_missing(self)}
 
     def focus_ras(self) -> Optional[Tuple[float, float, float]]:
         """Where to centre the slice views: the GTV, else the CTV (by protocol role), else None."""
@@ -565,3 +565,28 @@ def store_evaluation(session: ReviewSession, result: ReviewResult) -> ReviewResu
 def evaluate(session: ReviewSession) -> ReviewResult:
     """``compute_review`` then ``store_evaluation``."""
     return store_evaluation(session, compute_review(session))
+
+
+def report_missing(session: ReviewSession) -> List[str]:
+    """What stands between the session and its PDF report (empty: it can be made)."""
+    if session.result is None:
+        return ["Evaluate the plan first."]
+    if session.quiz.hides_verdict:
+        return ["Judge the plan in the quiz first: the report shows every status."]
+    return []
+
+
+def report_pdf(session: ReviewSession) -> bytes:
+    """The evaluated plan's PDF report, as ``sibspine review`` writes it (CT slices with the dose, the MR fused
+    through its registration). Reads the scene's nodes: run it on the thread that owns the scene."""
+    from ..registration.mrml_transform import node_to_world
+    from ..report.outputs import report_images
+    from ..report.pdf_report import build_pdf
+
+    problems = report_missing(session)
+    if problems:
+        raise ValueError(" ".join(problems))
+    nodes = session.nodes
+    mr = getattr(nodes, "mr", None)
+    images = report_images(session.result, nodes.ct, mr, node_to_world(mr) if mr is not None else None)
+    return build_pdf(session.result, images)

@@ -143,6 +143,7 @@ class WebReview:
         s.title, s.fusion_note, s.has_mr, s.notes = "", "", False, []
         s.segments, s.derived_count = [], 0
         s.build_missing, s.evaluate_missing, s.whatif_missing = ["Loading the case."], ["Loading the case."], ["-"]
+        s.report_missing = ["Loading the case."]
         s.mr_opacity = teaching.DEFAULT_MR_OPACITY
         s.ct_window = teaching.DEFAULT_CT_WINDOW
         s.ct_window_items = [{"title": v[0], "value": k} for k, v in teaching.CT_WINDOW_PRESETS.items()]
@@ -186,6 +187,15 @@ class WebReview:
         @s.change("whatif_factor")
         def _factor(whatif_factor, whatif_mode, **_):
             self._request_whatif(whatif_mode, float(whatif_factor))
+
+        @self.ctrl.trigger("report_pdf")
+        def _report_pdf():
+            try:
+                data = teaching.report_pdf(self.session)
+            except Exception as exc:  # shown on the page; nothing is downloaded
+                self._fail(exc)
+                return None
+            return self.server.protocol.addAttachment(data)
 
         @s.change("quiz_enabled")
         def _quiz(quiz_enabled, **_):
@@ -295,6 +305,16 @@ class WebReview:
                     click=self.evaluate,
                     disabled=("busy || evaluate_missing.length > 0",),
                     prepend_icon="mdi-clipboard-check-outline",
+                    variant="tonal",
+                )
+            with html.Span(title=("report_missing.join(' ')",), classes="mx-1"):
+                v3.VBtn(
+                    "Report (PDF)",
+                    id="btn-report",
+                    # the PDF is made on the server when asked for, and saved by the browser
+                    click="utils.download('sibspine_review.pdf', trigger('report_pdf'), 'application/pdf')",
+                    disabled=("busy || report_missing.length > 0",),
+                    prepend_icon="mdi-file-pdf-box",
                     variant="tonal",
                 )
             v3.VSpacer()
@@ -553,6 +573,7 @@ class WebReview:
         st.notes = notes
         m = s.missing()
         st.build_missing, st.evaluate_missing, st.whatif_missing = m[BUILD], m[EVALUATE], m["what_if"]
+        st.report_missing = m["report"]
 
     def _publish_panel(self, dvh_png: Optional[bytes] = None) -> None:
         s, st = self.session, self.state
@@ -561,6 +582,7 @@ class WebReview:
             st.evaluated, st.rows, st.verdict, st.dvh_src = False, [], {}, ""
             st.quiz_answered, st.quiz_feedback = False, ""
             return
+        st.report_missing = teaching.report_missing(s) if s is not None else ["Open a case first."]
         st.rows = teaching.panel_rows(result, s.quiz)
         st.verdict = teaching.verdict_banner(result, s.quiz)
         st.quiz_answered = s.quiz.answer is not None
