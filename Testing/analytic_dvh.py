@@ -266,7 +266,9 @@ def nelms_shapes() -> dict:
 
     def disc_shape(name, rho, z_range):
         return NelmsShape(
-            name, z_range, lambda z, y0: _disc_area_above(rho(z), y0),
+            name,
+            z_range,
+            lambda z, y0: _disc_area_above(rho(z), y0),
             lambda z: _circle(float(rho(z))) if rho(z) > 1e-9 else None,
             lambda z: (-float(rho(z)), float(rho(z))),
         )
@@ -286,7 +288,10 @@ def nelms_shapes() -> dict:
         "cone_SI_apex_sup": disc_shape("cone_SI_apex_sup", cone_up, (-R, R)),
         "cone_SI_apex_inf": disc_shape("cone_SI_apex_inf", cone_down, (-R, R)),
         "rotated_cone_AP": NelmsShape(
-            "rotated_cone_AP", (-R, R), _rtcone_area_above, _rtcone_polygon,
+            "rotated_cone_AP",
+            (-R, R),
+            _rtcone_area_above,
+            _rtcone_polygon,
             lambda z: (2 * abs(z) - R, R),
         ),
     }

@@ -210,7 +210,7 @@ class DicomFile:
 
 
 def series_label(modality: str, number: str = "", description: str = "") -> str:
-    """"CT series 2 'Planning CT'": how messages name a series (never with patient data)."""
+    """How messages name a series, e.g. "CT series 2 'Planning CT'" (never with patient data)."""
     parts = [modality]
     if number:
         parts.append(f"series {number}")

@@ -15,7 +15,6 @@ _NUMERIC = {"Value", "EQD2", "SlicerRT"}
 MESSAGES_ATTRIBUTE = "SIBSpineSBRT.Messages"
 
 
-
 def write_results_table(scene, result: ReviewResult, node=None):
     """Fill the results table (``node``, else the scene's existing one, else a new one): one row per
     constraint; verdict, protocol, level and messages as node attributes."""
