@@ -30,7 +30,7 @@ LIMIT_COLUMNS = (
     "SlicerRT (diff)",
     "Note and source",
 )
-IMAGE_ORDER = ("axial_dose", "axial_fusion", "sagittal_dose")
+CONTOURED = ("GTV", "CTV", "PTV_Eval", "SpinalCord", "SpinalCord_PRV02", "ThecalSac")  # outlined on the slices
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,8 @@ def header_rows(result: ReviewResult, patient_label: Optional[str] = None) -> Li
     p = result.protocol
     rows = [("Patient", patient_label)] if patient_label else []
     return rows + [
-        ("Case", f"{result.case}    Level {result.level}"),
+        ("Case", result.case),
+        ("Level", result.level),
         ("Protocol", p.name),
         (
             "Prescription",
@@ -109,6 +110,12 @@ def image_captions(result: ReviewResult) -> Dict[str, str]:
         "axial_fusion": "Axial MR over the CT (50%), registered",
         "sagittal_dose": f"Sagittal CT through the target centre: {wash}",
     }
+
+
+def legend(result: ReviewResult) -> List[Tuple[str, Tuple[float, float, float]]]:
+    """(name, RGB 0-1) of the structures outlined on the slices, in the protocol's colours."""
+    structures = result.protocol.structures
+    return [(n, tuple(structures[n].color)) for n in CONTOURED if n in structures]
 
 
 def volume_rows(result: ReviewResult) -> List[Tuple[str, str, str]]:

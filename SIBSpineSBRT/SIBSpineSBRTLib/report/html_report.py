@@ -20,10 +20,9 @@ import numpy as np
 from ..geometry.grid import ImageGeometry
 from ..review.pipeline import ReviewResult, structure_masks
 from . import content, figures
+from .content import CONTOURED
 from .slices import plane_through, sample_dose, sample_image, sample_mask
 from .status_style import VERDICT_HEX
-
-CONTOURED = ("GTV", "CTV", "PTV_Eval", "SpinalCord", "SpinalCord_PRV02", "ThecalSac")
 
 
 @dataclass
@@ -123,9 +122,7 @@ def build_report(
         if key in images
     ]
     legend = " ".join(
-        f'<span class=swatch style="border-color:{_hex(p.structures[n].color)}">{e(n)}</span>'
-        for n in CONTOURED
-        if n in p.structures
+        f'<span class=swatch style="border-color:{_hex(rgb)}">{e(n)}</span>' for n, rgb in content.legend(result)
     )
     meta = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in content.header_rows(result, patient_label))
     dvh = _img(images["dvh"], "DVH with protocol limits") if "dvh" in images else "<p>No dose: no DVH.</p>"

@@ -156,6 +156,14 @@ def build_pdf(
     if figures:
         pdf.add_page()
         heading("Images")
+        pdf.set_font(FONT, "", 8)
+        pdf.set_text_color(29, 36, 48)
+        for name, rgb in content.legend(result):
+            pdf.set_fill_color(*(int(round(255 * c)) for c in rgb))
+            pdf.rect(pdf.get_x(), pdf.get_y() + 0.8, 3.5, 3.5, style="F")
+            pdf.set_x(pdf.get_x() + 4.5)
+            pdf.cell(pdf.get_string_width(name) + 6, 5, name)
+        pdf.ln(7)
         width, gap = 88, 6
         top = pdf.get_y()
         for n, (key, caption) in enumerate(figures):
