@@ -151,6 +151,9 @@ def test_report_file_kind_follows_the_suffix(report, tmp_path):
     html = write_report_file(result, tmp_path / "sub" / "r.html", images=rep.images)
     assert pdf.read_bytes().startswith(b"%PDF-")
     assert html.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    with pytest.raises(ValueError, match=r"\.pdf or \.html.*'report'"):
+        write_report_file(result, tmp_path / "report", images=rep.images)
+    assert not (tmp_path / "report").exists()
 
 
 def test_pdf_without_fpdf2_says_how_to_install_it(report, monkeypatch):

@@ -70,12 +70,14 @@ def report_images(result, ct_node=None, mr_node=None, mr_to_ct=None) -> Dict[str
 def write_report_file(
     result, path, ct_node=None, mr_node=None, mr_to_ct=None, images: Optional[Dict[str, bytes]] = None
 ) -> Path:
-    """The report at ``path``: PDF when it ends in .pdf, else HTML. ``images`` from ``report_images``, or
-    made here from the nodes (``mr_to_ct``, 4x4, maps MR RAS to CT RAS)."""
+    """The report at ``path``: PDF when it ends in .pdf, HTML for .html or .htm. ``images`` from
+    ``report_images``, or made here from the nodes (``mr_to_ct``, 4x4, maps MR RAS to CT RAS)."""
     from .html_report import build_report
     from .pdf_report import write_pdf
 
     path = Path(path)
+    if path.suffix.lower() not in (".pdf", ".html", ".htm"):
+        raise ValueError(f"Name the report file with .pdf or .html (the kind of report); got {path.name!r}.")
     if images is None:
         images = report_images(result, ct_node, mr_node, mr_to_ct)
     if path.suffix.lower() == ".pdf":
