@@ -180,3 +180,41 @@ def test_wrong_files_are_named(scene, tmp_path):
         storage.load_segmentation(scene.scene, bad)
     with pytest.raises(storage.StorageError, match="does not exist"):
         storage.load_volume(scene.scene, tmp_path / "missing.nrrd")
+
+
+def test_nodes_under_a_transform_are_refused_not_misplaced(scene):
+    """The review reads nodes' own geometry: a dose or segmentation moved by a parent transform would be read
+    in the wrong place, so it is refused with the fix; an identity transform changes nothing."""
+    import slicer
+
+    from SIBSpineSBRTLib.mrml.case import case_input_from_nodes
+    from SIBSpineSBRTLib.mrml.segmentations import SegmentationError, add_source_segment, new_segmentation
+    from SIBSpineSBRTLib.mrml.volumes import add_volume, dose_grid_from_node, mark_as_dose, vtk_matrix4
+
+    g = GEOMETRIES["oblique"]
+    dose = add_volume(scene.scene, np.full(g.shape, 20.0, np.float32), g, "Dose")
+    mark_as_dose(scene.scene, dose, "GY")
+    seg = new_segmentation(scene.scene, "Structures", g)
+    add_source_segment(seg, Mask(blob(g.shape, 3), g), "GTV", (1, 0, 0))
+    shift = slicer.vtkMRMLLinearTransformNode()
+    shift.SetName("Couch shift")
+    scene.scene.AddNode(shift)
+    m = np.eye(4)
+    m[:3, 3] = (0.0, 0.0, 7.5)
+    shift.SetMatrixTransformToParent(vtk_matrix4(m))
+    before = case_input_from_nodes(scene.scene, seg, dose, "T8")
+
+    dose.SetAndObserveTransformNodeID(shift.GetID())
+    with pytest.raises(DoseError, match="Dose is under the transform Couch shift.*Harden transform"):
+        dose_grid_from_node(scene.scene, dose)
+    moved = case_input_from_nodes(scene.scene, seg, dose, "T8")  # the dose rows become not evaluable
+    assert moved.dose is None and "Couch shift" in moved.dose_problem
+    seg.SetAndObserveTransformNodeID(shift.GetID())
+    with pytest.raises(SegmentationError, match="segmentation Structures is under the transform Couch shift"):
+        case_input_from_nodes(scene.scene, seg, None, "T8")
+
+    shift.SetMatrixTransformToParent(vtk_matrix4(np.eye(4)))  # identity: read as before
+    same = case_input_from_nodes(scene.scene, seg, dose, "T8")
+    assert np.array_equal(same.masks["GTV"].array, before.masks["GTV"].array)
+    assert np.array_equal(same.dose.array, before.dose.array)
+    assert np.array_equal(dose_grid_from_node(scene.scene, dose).array, before.dose.array)  # the input unchanged

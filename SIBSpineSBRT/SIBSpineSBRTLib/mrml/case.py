@@ -13,7 +13,7 @@ from ..dose.grid import DoseError, DoseGrid
 from ..geometry.grid import ImageGeometry
 from ..review.pipeline import CaseInput, ReviewResult
 from . import segmentations as segs
-from .volumes import add_volume, dose_grid_from_node, mark_as_dose, volume_geometry
+from .volumes import add_volume, dose_grid_from_node, mark_as_dose, transform_problem, volume_geometry
 
 
 @dataclass
@@ -50,6 +50,9 @@ def case_input_from_nodes(
 ) -> CaseInput:
     """Read every segment (on the segmentation's reference geometry, or on ``reference_volume``'s grid)
     and the dose in Gy. A dose that cannot be read leaves the dose rows not evaluable, with the reason."""
+    problem = transform_problem(reference_volume, "reference volume") if reference_volume is not None else None
+    if problem:
+        raise ValueError(problem)
     geometry: ImageGeometry = (
         volume_geometry(reference_volume) if reference_volume is not None else segs.reference_geometry(segmentation)
     )

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..geometry.grid import ImageGeometry
 from ..geometry.masks import Mask
-from .volumes import numpy_matrix4, vtk_image_from_array, vtk_matrix4
+from .volumes import numpy_matrix4, transform_problem, vtk_image_from_array, vtk_matrix4
 
 REFERENCE_GEOMETRY_PARAMETER = "Reference image geometry"
 DERIVED_TAG = "SIBSpineSBRT.Derived"
@@ -102,12 +102,16 @@ def segment_tag(node, segment_id: str, tag: str) -> Optional[str]:
 
 def segment_mask(node, segment_id: str, geometry: Optional[ImageGeometry] = None) -> Mask:
     """The segment as a Mask on ``geometry`` (default: the segmentation's reference geometry),
-    resampled by nearest neighbour when the grids differ. Parent transforms are not applied."""
+    resampled by nearest neighbour when the grids differ. A segmentation under a parent transform is refused
+    (the transform is not applied)."""
     import slicer
 
     segment = node.GetSegmentation().GetSegment(segment_id)
     if segment is None:
         raise SegmentationError(f"Segmentation {node.GetName()} has no segment with ID {segment_id}.")
+    problem = transform_problem(node, "segmentation")
+    if problem:
+        raise SegmentationError(problem)
     name = segment.GetName()
     geometry = geometry or reference_geometry(node)
     source = node.GetSegmentation().GetSourceRepresentationName()

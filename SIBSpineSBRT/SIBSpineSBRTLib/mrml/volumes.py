@@ -64,8 +64,28 @@ def set_volume_geometry(node, geometry: ImageGeometry) -> None:
     node.SetIJKToRASMatrix(vtk_matrix4(geometry.ijk_to_ras))
 
 
+def transform_problem(node, what: str) -> Optional[str]:
+    """Why ``node`` cannot be read in its own coordinates (None when it can): it is under a parent transform
+    that is not the identity. The review reads nodes' own geometry, so such a node would be misplaced."""
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    parent = node.GetParentTransformNode()
+    if parent is None:
+        return None
+    if parent.IsTransformToWorldLinear():
+        m = vtkMatrix4x4()
+        parent.GetMatrixTransformToWorld(m)
+        if np.allclose(numpy_matrix4(m), np.eye(4), atol=1e-9):
+            return None
+    return (
+        f"The {what} {node.GetName()} is under the transform {parent.GetName()}, which this review does not apply. "
+        "Harden the transform (Data module: right-click the node > Harden transform) or remove it, then try again."
+    )
+
+
 def volume_geometry(node) -> ImageGeometry:
-    """Geometry of a volume node (parent transforms are not applied: harden them first)."""
+    """Geometry of a volume node in its own coordinates (parent transforms are not applied; the readers of
+    the review refuse a transformed node, see ``transform_problem``)."""
     from vtkmodules.vtkCommonMath import vtkMatrix4x4
 
     img = node.GetImageData()
@@ -146,6 +166,9 @@ def dose_grid_from_node(scene, node, unit: Optional[str] = None) -> DoseGrid:
             f"Volume {node.GetName()} is not marked as a dose volume ({DOSE_VOLUME_ATTRIBUTE}); choose the plan's "
             "RTDOSE, or state the unit of this volume's values (e.g. --dose-unit Gy on the command line)."
         )
+    problem = transform_problem(node, "dose volume")
+    if problem:
+        raise DoseError(problem)
     unit = unit or dose_unit(scene, node)
     if unit is None:
         raise DoseError(

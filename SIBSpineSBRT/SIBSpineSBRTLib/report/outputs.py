@@ -56,8 +56,12 @@ def report_images(result, ct_node=None, mr_node=None, mr_to_ct=None) -> Dict[str
     """The report's PNGs: the DVH, and slices when the CT node is given (the MR fused through ``mr_to_ct``)."""
     import numpy as np
 
-    from ..mrml.volumes import volume_array, volume_geometry
+    from ..mrml.volumes import transform_problem, volume_array, volume_geometry
     from .html_report import ImageInput, make_images
+
+    problem = transform_problem(ct_node, "CT") if ct_node is not None else None
+    if problem:
+        raise ValueError(problem)
 
     ct = None if ct_node is None else ImageInput(volume_array(ct_node), volume_geometry(ct_node))
     mr: Optional[ImageInput] = None
