@@ -325,7 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     def common(sp):
         planning(sp)
         sp.add_argument(
-            "--out", default="out/review", help="output folder for metrics.json and review.mrb (default: %(default)s)"
+            "--out",
+            default="out/review",
+            help="output folder for metrics.json/.csv, report.html/.pdf and review.mrb (default: %(default)s)",
         )
         sp.add_argument("--color", action="store_true", help="colour the status column")
         sp.add_argument("--no-report", action="store_true", help="skip the HTML and PDF reports")
