@@ -271,7 +271,7 @@ class SIBSpineSBRTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not slicer.util.confirmOkCancelDisplay(question):
             return False
         with slicer.util.tryWithErrorDisplay(_("Installing {packages} failed.").format(packages=", ".join(need))):
-            slicer.util.pip_install(need)
+            slicer.util.pip_install(" ".join(need))  # a string: the form every Slicer 5.x accepts
         import importlib
 
         importlib.invalidate_caches()
