@@ -9,9 +9,10 @@ Outside Slicer, on slicer-core with the project's own DICOM reader:
 
     .venv/bin/python Testing/regression_review.py --case DIR --out DIR [--level T8]
 
-Writes metrics.json (the demo's schema), metrics.csv, report.html and report.pdf into --out. Exit code 0 when every
-mandatory limit is met, 1 when one fails, 2 for bad input or an incomplete review. Inside Slicer the script
-always ends with slicer.util.exit(code).
+Writes metrics.json (the demo's schema), metrics.csv, report.html and report.pdf (not with --no-report; they
+need matplotlib and fpdf2, which desktop Slicer does not bundle) into --out. Exit code 0 when every mandatory
+limit is met, 1 when one fails, 2 for bad input or an incomplete review. Inside Slicer the script always ends
+with slicer.util.exit(code).
 """
 
 import argparse
@@ -35,6 +36,7 @@ def parse(argv):
     p.add_argument("--protocol", help="protocol id or JSON file (default: the seed protocol)")
     p.add_argument("--role", action="append", metavar="ROLE=SEGMENT", help="segment for a protocol structure")
     p.add_argument("--name", help="case name in the outputs (default: from the study UID; no patient data)")
+    p.add_argument("--no-report", action="store_true", help="skip report.html and report.pdf (they need matplotlib)")
     return p.parse_args([a for a in argv if a != "--"] if argv[:1] == ["--"] else argv)
 
 
@@ -65,7 +67,7 @@ def review(args) -> int:
     if in_slicer() and slicerrt_available() and case.dose is not None:
         result = crosscheck_with_slicerrt(scene, case.segmentation, case.dose, result)
     mr, mr_to_ct = mr_for_fusion(case)
-    written = write_review_outputs(result, args.out, scene, case.ct, mr, mr_to_ct)
+    written = write_review_outputs(result, args.out, scene, case.ct, mr, mr_to_ct, report=not args.no_report)
     print(f"{result.case}: verdict {result.verdict}; wrote " + ", ".join(str(p) for p in written.values()))
     for message in result.messages:
         print(message)
@@ -80,11 +82,12 @@ def main(argv) -> int:
     from SIBSpineSBRTLib.caseio.errors import CaseIOError
     from SIBSpineSBRTLib.dose.grid import DoseError
     from SIBSpineSBRTLib.protocol.model import ProtocolError
+    from SIBSpineSBRTLib.report.outputs import ReportDependencyError
 
     args = parse(argv)
     try:
         return review(args)
-    except (CaseIOError, DoseError, ProtocolError, ValueError) as exc:
+    except (CaseIOError, DoseError, ProtocolError, ReportDependencyError, ValueError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
 

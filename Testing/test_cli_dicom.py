@@ -91,7 +91,7 @@ def test_volumes_from_a_dicom_case(case, tmp_path):
 
 def test_headless_regression_script_matches_the_cli(case, tmp_path):
     """Testing/regression_review.py (the script Slicer runs with --python-script) outside Slicer gives the
-    same metrics.json as ``sibspine review --dicom``; metrics.csv and report.html come with it."""
+    same metrics.json as ``sibspine review --dicom``; metrics.csv and the reports come with it."""
     args = ["--case", case.folder, "--level", "T8", "--role", "ThecalSac=SpinalCanal"]
     script = REPO / "Testing" / "regression_review.py"
     proc = subprocess.run(
@@ -118,6 +118,15 @@ def test_headless_regression_script_matches_the_cli(case, tmp_path):
     assert a["rows"] == b["rows"] and a["verdict"] == b["verdict"]
     assert (tmp_path / "script" / "metrics.csv").stat().st_size > 0
     assert "Verdict:" in (tmp_path / "script" / "report.html").read_text(encoding="utf-8")
+    assert (tmp_path / "script" / "report.pdf").read_bytes().startswith(b"%PDF-")
+    quiet = subprocess.run(
+        [sys.executable, str(script), *map(str, args), "--out", str(tmp_path / "quiet"), "--no-report"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert quiet.returncode == proc.returncode
+    assert sorted(p.name for p in (tmp_path / "quiet").iterdir()) == ["metrics.csv", "metrics.json"]
     bad = subprocess.run(
         [sys.executable, str(script), "--case", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")],
         capture_output=True,
