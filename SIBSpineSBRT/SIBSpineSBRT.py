@@ -408,10 +408,15 @@ class SIBSpineSBRTLogic(ScriptedLoadableModuleLogic):
             logging.info(message)
 
     def register(self, p, progress=None) -> None:
+        from SIBSpineSBRTLib.protocol.model import load_protocol
         from SIBSpineSBRTLib.registration.mrml_transform import register_volume_nodes
+        from SIBSpineSBRTLib.review.fusion import registration_region
 
+        region = None  # around the target when the segmentation has a GTV or CTV; else the whole images
+        if p.segmentation is not None:
+            region = registration_region(p.ct, p.segmentation, load_protocol(p.protocol), dict(p.roleOverrides))
         result, transform = register_volume_nodes(
-            slicer.mrmlScene, p.ct, p.mr, progress=progress, transform_node=p.mrTransform
+            slicer.mrmlScene, p.ct, p.mr, fixed_mask=region, progress=progress, transform_node=p.mrTransform
         )
         p.mrTransform = transform
         logging.info(f"SIBSpineSBRT: MR registered to CT ({result})")

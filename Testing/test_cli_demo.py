@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -156,6 +157,59 @@ def test_review_from_files_matches_the_demo(demo_run, tmp_path, thoracic_case):
     assert proc.returncode == 2
     doc = json.loads((out / "metrics.json").read_text())
     assert doc["verdict"] == "incomplete" and "--dose-unit" in doc["messages"][-1]
+
+
+def test_review_from_files_places_the_mr_three_ways(tmp_path, thoracic_case):
+    """``review --mr``: registered (checked against the phantom's known misregistration), through a given
+    transform file, or as stored; the report shows the fusion and the messages say which was done."""
+    import slicer
+
+    from SIBSpineSBRTLib.geometry.masks import Mask
+    from SIBSpineSBRTLib.mrml import storage
+    from SIBSpineSBRTLib.mrml.case import add_case_nodes
+    from SIBSpineSBRTLib.mrml.scene import new_scene
+    from SIBSpineSBRTLib.mrml.volumes import add_volume, vtk_matrix4
+    from SIBSpineSBRTLib.registration.mrml_transform import node_to_world
+    from SIBSpineSBRTLib.registration.rigid import target_registration_error
+
+    c = thoracic_case
+    ctx = new_scene()
+    nodes = add_case_nodes(ctx.scene, c)
+    storage.save_volume(ctx.scene, nodes.ct, tmp_path / "ct.nrrd")
+    storage.save_volume(ctx.scene, nodes.dose, tmp_path / "dose.nrrd")
+    storage.save_segmentation(ctx.scene, nodes.segmentation, tmp_path / "s.seg.nrrd")
+    storage.save_volume(ctx.scene, add_volume(ctx.scene, c.mr_t1, c.mr_geometry, "T1"), tmp_path / "t1.nrrd")
+    truth = slicer.vtkMRMLLinearTransformNode()
+    ctx.scene.AddNode(truth)
+    truth.SetMatrixTransformToParent(vtk_matrix4(c.mr_to_ct))
+    storage.save_transform(ctx.scene, truth, tmp_path / "mr_to_ct.h5")
+    base = ["review", "--segmentation", tmp_path / "s.seg.nrrd", "--dose", tmp_path / "dose.nrrd"]
+    base += ["--dose-unit", "Gy", "--level", "T8", "--ct", tmp_path / "ct.nrrd", "--mr", tmp_path / "t1.nrrd"]
+
+    def placed(out, *extra):
+        proc = run(*base, "--out", out, *extra)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        scene = new_scene()
+        storage.load_scene_mrb(scene, out / "review.mrb")
+        assert "Axial MR over the CT" in (out / "report.html").read_text(encoding="utf-8")
+        messages = json.loads((out / "metrics.json").read_text())["messages"]
+        return node_to_world(scene.scene.GetFirstNodeByName("MR")), messages[-1]
+
+    gtv = Mask(c.segments["GTV"], c.ct_geometry).centroid_ras()
+    points = gtv + np.array([[0.0, 0.0, 0.0], [20.0, 0.0, 0.0], [0.0, 20.0, 15.0]])  # RAS mm around the target
+    registered, how = placed(tmp_path / "registered", "--register")
+    assert "registered to the CT" in how and "around the target" in how
+    assert target_registration_error(registered, c.mr_to_ct, points).max() < 1.0
+    given, how = placed(tmp_path / "given", "--mr-transform", tmp_path / "mr_to_ct.h5")
+    assert np.allclose(given, c.mr_to_ct, atol=1e-6) and "through the given transform" in how
+    stored, how = placed(tmp_path / "stored")
+    assert np.allclose(stored, np.eye(4)) and "as stored" in how
+
+    proc = run(*base[:-2], "--out", tmp_path / "x", "--register")
+    assert proc.returncode == 2 and "--mr" in proc.stderr
+    no_ct = [a for a in base if a not in ("--ct", tmp_path / "ct.nrrd")]
+    proc = run(*no_ct, "--out", tmp_path / "x")
+    assert proc.returncode == 2 and "--ct" in proc.stderr
 
 
 def test_bad_input_exit_2(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 import SimpleITK as sitk
 
 from SIBSpineSBRTLib.geometry.grid import ImageGeometry
+from SIBSpineSBRTLib.geometry.masks import Mask
 from SIBSpineSBRTLib.phantoms import cases as C
 from SIBSpineSBRTLib.phantoms.mr import axis_angle_matrix, misregistration, rigid_matrix, rotation_angle_deg
 from SIBSpineSBRTLib.registration import rigid as R
@@ -204,6 +205,34 @@ def test_phantom_case_nodes_with_registered_mr(scene):
     out = [0.0, 0.0, 0.0]
     mr.TransformPointToWorld(list(q[:3]), out)
     assert np.allclose(out, c, atol=1e-6)
+
+
+@pytest.mark.mrml
+def test_registration_region_is_built_around_the_target(scene, protocol):
+    from test_phantoms import phantom_case
+
+    from SIBSpineSBRTLib.mrml.case import add_case_nodes
+    from SIBSpineSBRTLib.mrml.segmentations import add_source_segment, new_segmentation
+    from SIBSpineSBRTLib.mrml.volumes import add_volume
+    from SIBSpineSBRTLib.review.fusion import place_mr, registration_region
+
+    case = phantom_case("cervical")
+    nodes = add_case_nodes(scene.scene, case)
+    region = registration_region(nodes.ct, nodes.segmentation, protocol)
+    gtv = case.segments["GTV"]
+    assert np.array_equal(region, R.box_around(gtv, case.ct_geometry))
+    assert region[gtv].all() and region.sum() < 0.5 * region.size  # the target and its neighbours, not all
+    # named by the user's role choice when the names do not match
+    other = new_segmentation(scene.scene, "Other", case.ct_geometry)
+    add_source_segment(other, Mask(case.segments["CTV"], case.ct_geometry), "Lesion", (1, 0, 0))
+    assert registration_region(nodes.ct, other, protocol) is None
+    by_role = registration_region(nodes.ct, other, protocol, {"CTV": "Lesion"})
+    assert np.array_equal(by_role, R.box_around(case.segments["CTV"], case.ct_geometry))
+    mr = add_volume(scene.scene, case.mr_t2, case.mr_geometry, "MR T2")
+    transform = scene.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    with pytest.raises(ValueError, match="not both"):
+        place_mr(scene.scene, nodes.ct, mr, transform, register=True)
+    assert mr.GetParentTransformNode() is None  # nothing changed
 
 
 @pytest.mark.mrml

@@ -139,14 +139,28 @@ def cmd_review(args) -> int:
         return _report(ctx, result, Path(args.out), args, case.ct, mr, mr_to_ct)
     if not (args.segmentation and args.dose and args.level):
         raise UsageError("Give --dicom CASE_DIR, or --segmentation, --dose (with --dose-unit) and --level.")
+    if (args.mr_transform or args.register) and not args.mr:
+        raise UsageError("--mr-transform and --register place an MR: give it with --mr.")
+    if args.mr and not args.ct:
+        raise UsageError("--mr is fused with the planning CT: give the CT with --ct.")
     ct = storage.load_volume(ctx.scene, args.ct, "CT") if args.ct else None
+    mr = storage.load_volume(ctx.scene, args.mr, "MR") if args.mr else None
+    transform = storage.load_transform(ctx.scene, args.mr_transform, "MR to CT") if args.mr_transform else None
     seg = storage.load_segmentation(ctx.scene, args.segmentation)
     dose = _load_dose(ctx, args.dose, args.dose_unit)
     name = args.name or Path(args.segmentation).name.split(".")[0]
+    roles = _parse_roles(args.role)
     data = case_input_from_nodes(ctx.scene, seg, dose, args.level, name, reference_volume=ct)
-    result = review_case(data, protocol, _parse_roles(args.role), **_margins(args))
+    result = review_case(data, protocol, roles, **_margins(args))
     store_review(ctx.scene, seg, result)
-    return _report(ctx, result, Path(args.out), args, ct)
+    mr_to_ct = None
+    if mr is not None:
+        from ..review.fusion import place_mr, registration_region
+
+        region = registration_region(ct, seg, protocol, roles) if args.register else None
+        mr_to_ct, how = place_mr(ctx.scene, ct, mr, transform, args.register, region)
+        result.messages.append(how)
+    return _report(ctx, result, Path(args.out), args, ct, mr, mr_to_ct)
 
 
 def _margins(args):
@@ -372,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--ct",
         help="planning CT volume: its grid is used for the segments (default: the segmentation's reference geometry)",
     )
+    r.add_argument("--mr", help="MR volume for the fused MR/CT image (with --ct); used as stored unless placed")
+    r.add_argument("--mr-transform", metavar="FILE", help="MR-to-CT linear transform (.h5, .tfm, .txt as Slicer saves)")
+    r.add_argument("--register", action="store_true", help="register the MR to the CT (rigid, around the target)")
     r.add_argument(
         "--level",
         help="vertebral level of the target, C1-S5 (e.g. T8); with --dicom, default: 'level T8' in the RTPLAN label",

@@ -50,6 +50,34 @@ def load_volume(scene, path, name: str = "", labelmap: bool = False):
     return node
 
 
+def save_transform(scene, node, path) -> str:
+    """Write a transform to ``.h5``, ``.tfm`` or ``.txt`` (ITK transform files, as Slicer saves them)."""
+    import slicer
+
+    return _write(scene, node, slicer.vtkMRMLTransformStorageNode(), path)
+
+
+def load_transform(scene, path, name: str = ""):
+    """A linear transform node read from an ITK transform file (``.h5``, ``.tfm``, ``.txt``)."""
+    import slicer
+
+    path = str(Path(path).resolve())
+    if not os.path.isfile(path):
+        raise StorageError(f"Transform file {path} does not exist.")
+    node = slicer.vtkMRMLLinearTransformNode()
+    node.SetName(name or Path(path).name.split(".")[0])
+    scene.AddNode(node)
+    storage = slicer.vtkMRMLTransformStorageNode()
+    scene.AddNode(storage)
+    storage.SetFileName(path)
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    if not storage.ReadData(node):
+        scene.RemoveNode(node)
+        scene.RemoveNode(storage)
+        raise StorageError(f"{path} is not a readable linear transform file (.h5, .tfm or .txt, as Slicer saves them).")
+    return node
+
+
 def save_segmentation(scene, node, path) -> str:
     """Write a segmentation to ``.seg.nrrd`` (Slicer's format: segments, names, colours, tags, geometry)."""
     import slicer
