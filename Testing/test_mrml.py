@@ -180,6 +180,13 @@ def test_wrong_files_are_named(scene, tmp_path):
         storage.load_segmentation(scene.scene, bad)
     with pytest.raises(storage.StorageError, match="does not exist"):
         storage.load_volume(scene.scene, tmp_path / "missing.nrrd")
+    before = scene.scene.GetNumberOfNodes()
+    (tmp_path / "reg.h5").write_text("not a transform")
+    with pytest.raises(storage.StorageError, match=r"reg\.h5 is not a readable linear transform file"):
+        storage.load_transform(scene.scene, tmp_path / "reg.h5")
+    with pytest.raises(storage.StorageError, match="Transform file .* does not exist"):
+        storage.load_transform(scene.scene, tmp_path / "none.tfm")
+    assert scene.scene.GetNumberOfNodes() == before  # a failed read leaves nothing behind
 
 
 def test_nodes_under_a_transform_are_refused_not_misplaced(scene):

@@ -29,23 +29,38 @@ def save_volume(scene, node, path) -> str:
     return _write(scene, node, slicer.vtkMRMLVolumeArchetypeStorageNode(), path)
 
 
-def load_volume(scene, path, name: str = "", labelmap: bool = False):
-    import slicer
-
+def _read(scene, node, storage, path, name: str, what: str, usable, unreadable: str):
+    """Read ``path`` into the new ``node`` through ``storage``; on failure the scene is left as it was."""
     path = str(Path(path).resolve())
     if not os.path.isfile(path):
-        raise StorageError(f"Volume file {path} does not exist.")
-    node = slicer.vtkMRMLLabelMapVolumeNode() if labelmap else slicer.vtkMRMLScalarVolumeNode()
+        raise StorageError(f"{what} file {path} does not exist.")
     node.SetName(name or Path(path).name.split(".")[0])
     scene.AddNode(node)
-    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
     scene.AddNode(storage)
     storage.SetFileName(path)
     node.SetAndObserveStorageNodeID(storage.GetID())
-    if not storage.ReadData(node) or node.GetImageData() is None:
+    if not storage.ReadData(node) or not usable(node):
         scene.RemoveNode(node)
         scene.RemoveNode(storage)
-        raise StorageError(f"{path} is not a readable volume file (NRRD, NIfTI, MHA...).")
+        raise StorageError(f"{path} {unreadable}")
+    return node
+
+
+def load_volume(scene, path, name: str = "", labelmap: bool = False):
+    import slicer
+
+    node = slicer.vtkMRMLLabelMapVolumeNode() if labelmap else slicer.vtkMRMLScalarVolumeNode()
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    _read(
+        scene,
+        node,
+        storage,
+        path,
+        name,
+        "Volume",
+        lambda n: n.GetImageData() is not None,
+        "is not a readable volume file (NRRD, NIfTI, MHA...).",
+    )
     node.CreateDefaultDisplayNodes()
     return node
 
@@ -61,21 +76,16 @@ def load_transform(scene, path, name: str = ""):
     """A linear transform node read from an ITK transform file (``.h5``, ``.tfm``, ``.txt``)."""
     import slicer
 
-    path = str(Path(path).resolve())
-    if not os.path.isfile(path):
-        raise StorageError(f"Transform file {path} does not exist.")
-    node = slicer.vtkMRMLLinearTransformNode()
-    node.SetName(name or Path(path).name.split(".")[0])
-    scene.AddNode(node)
-    storage = slicer.vtkMRMLTransformStorageNode()
-    scene.AddNode(storage)
-    storage.SetFileName(path)
-    node.SetAndObserveStorageNodeID(storage.GetID())
-    if not storage.ReadData(node):
-        scene.RemoveNode(node)
-        scene.RemoveNode(storage)
-        raise StorageError(f"{path} is not a readable linear transform file (.h5, .tfm or .txt, as Slicer saves them).")
-    return node
+    return _read(
+        scene,
+        slicer.vtkMRMLLinearTransformNode(),
+        slicer.vtkMRMLTransformStorageNode(),
+        path,
+        name,
+        "Transform",
+        lambda n: True,
+        "is not a readable linear transform file (.h5, .tfm or .txt, as Slicer saves them).",
+    )
 
 
 def save_segmentation(scene, node, path) -> str:
@@ -90,20 +100,16 @@ def save_segmentation(scene, node, path) -> str:
 def load_segmentation(scene, path, name: str = ""):
     import slicer
 
-    path = str(Path(path).resolve())
-    if not os.path.isfile(path):
-        raise StorageError(f"Segmentation file {path} does not exist.")
-    node = slicer.vtkMRMLSegmentationNode()
-    node.SetName(name or Path(path).name.split(".")[0])
-    scene.AddNode(node)
-    storage = slicer.vtkMRMLSegmentationStorageNode()
-    scene.AddNode(storage)
-    storage.SetFileName(path)
-    node.SetAndObserveStorageNodeID(storage.GetID())
-    if not storage.ReadData(node) or node.GetSegmentation().GetNumberOfSegments() == 0:
-        scene.RemoveNode(node)
-        scene.RemoveNode(storage)
-        raise StorageError(f"{path} is not a readable segmentation (.seg.nrrd) or holds no segments.")
+    node = _read(
+        scene,
+        slicer.vtkMRMLSegmentationNode(),
+        slicer.vtkMRMLSegmentationStorageNode(),
+        path,
+        name,
+        "Segmentation",
+        lambda n: n.GetSegmentation().GetNumberOfSegments() > 0,
+        "is not a readable segmentation (.seg.nrrd) or holds no segments.",
+    )
     node.CreateDefaultDisplayNodes()
     return node
 
