@@ -114,20 +114,23 @@ def build_pdf(
     pdf.set_text_color(29, 36, 48)
     pdf.set_draw_color(*RULE)
     pdf.set_font(FONT, "", 7.5)
-    headings = FontFace(emphasis="BOLD", fill_color=HEADING_FILL)
     plain = FontFace(fill_color=(255, 255, 255))  # explicit: a styled cell's fill would carry over otherwise
-    with pdf.table(
-        col_widths=LIMIT_WIDTHS,
-        width=sum(LIMIT_WIDTHS),
-        text_align="LEFT",
-        line_height=3.6,
-        headings_style=headings,
-        padding=1,
-        align="LEFT",
-    ) as table:
-        table.row(content.LIMIT_COLUMNS)
+
+    def table(widths, line_height):
+        return pdf.table(
+            col_widths=widths,
+            width=sum(widths),
+            text_align="LEFT",
+            line_height=line_height,
+            headings_style=FontFace(emphasis="BOLD", fill_color=HEADING_FILL),
+            padding=1,
+            align="LEFT",
+        )
+
+    with table(LIMIT_WIDTHS, 3.6) as limits:
+        limits.row(content.LIMIT_COLUMNS)
         for r in content.limit_rows(result):
-            row = table.row()
+            row = limits.row()
             for text in (r.structure, r.metric, r.value, r.eqd2, r.optimal, r.mandatory):
                 row.cell(text, style=plain)
             status_text = (0, 0, 0) if r.status in DARK_ON else (255, 255, 255)
@@ -179,18 +182,10 @@ def build_pdf(
     if volumes:
         pdf.set_font(FONT, "", 8)
         pdf.set_text_color(29, 36, 48)
-        with pdf.table(
-            col_widths=(35, 22, 220),
-            width=277,
-            text_align="LEFT",
-            line_height=4,
-            headings_style=headings,
-            padding=1,
-            align="LEFT",
-        ) as table:
-            table.row(("Volume", "Size", "Recipe"))
+        with table((35, 22, 220), 4) as recipes:
+            recipes.row(("Volume", "Size", "Recipe"))
             for row in volumes:
-                table.row(row, style=plain)
+                recipes.row(row, style=plain)
     for problem in content.volume_problems(result):
         small(f"\u2022 {problem}", 9)
     return bytes(pdf.output())
