@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import pytest
 from analytic_geometry import ball, integrated_box, integrated_cylinder, steiner_box, steiner_cylinder
+from margin_baselines import slicer_margin_effect
 
 from SIBSpineSBRTLib.geometry import margins as margins_module
 from SIBSpineSBRTLib.geometry.grid import ImageGeometry
@@ -446,28 +447,8 @@ def test_cord_prv_is_not_too_small_but_a_centre_to_centre_edt_is():
 
 @pytest.mark.mrml
 def test_cord_prv_slicer_margin_filter_is_too_small():
-    import slicer
-    from vtkmodules.util import numpy_support
-    from vtkmodules.vtkImagingCore import vtkImageThreshold
-
     cord = cord_mask()
-    img = slicer.vtkOrientedImageData()
-    img.SetDimensions(*cord.array.shape[::-1])
-    img.SetSpacing(*CT_SPACING)
-    img.GetPointData().SetScalars(numpy_support.numpy_to_vtk(cord.array.astype(np.uint8).ravel(), deep=True))
-    th = vtkImageThreshold()  # as Slicer's Margin effect: binarise (inside 1), then grow by the outer margin
-    th.SetInputData(img)
-    th.ThresholdByLower(0)
-    th.SetInValue(0)
-    th.SetOutValue(1)
-    th.SetOutputScalarTypeToUnsignedChar()
-    margin = slicer.vtkITKImageMargin()
-    margin.SetInputConnection(th.GetOutputPort())
-    margin.CalculateMarginInMMOn()
-    margin.SetOuterMarginMM(2.0)
-    margin.Update()
-    scalars = margin.GetOutput().GetPointData().GetScalars()
-    slicer_arr = numpy_support.vtk_to_numpy(scalars).reshape(cord.array.shape) > 0
+    slicer_arr = slicer_margin_effect(cord.array, CT_SPACING, 2.0)
     slicer_cc = np.count_nonzero(slicer_arr) * cord.geometry.voxel_volume_cc
     ours = expand(cord, Margins.isotropic(2))
     analytic = steiner_cylinder(5.0, 80.0, 2.0) / 1000

@@ -3,13 +3,15 @@
 import base64
 import io
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from SIBSpineSBRTLib.dose.grid import DoseGrid
 from SIBSpineSBRTLib.geometry.masks import Mask
-from SIBSpineSBRTLib.report.html_report import ImageInput, write_report
+from SIBSpineSBRTLib.report.html_report import ImageInput, make_images
+from SIBSpineSBRTLib.report.outputs import write_report_file
 from SIBSpineSBRTLib.report.status_style import STATUS_LABEL
 from SIBSpineSBRTLib.review.pipeline import CaseInput, review_case
 
@@ -20,8 +22,9 @@ def report(tmp_path_factory, demo_case, protocol):
     masks = {n: Mask(m, c.ct_geometry, n) for n, m in c.segments.items()}
     result = review_case(CaseInput(c.name, c.level, masks, DoseGrid(c.dose_gy, c.dose_geometry)), protocol)
     mr = ImageInput(c.ct.astype(float), c.ct_geometry)  # stands in for an MR: the fusion image is exercised
-    path = tmp_path_factory.mktemp("report") / "report.html"
-    return result, write_report(result, path, ImageInput(c.ct, c.ct_geometry), mr)
+    images = make_images(result, ImageInput(c.ct, c.ct_geometry), mr)
+    path = write_report_file(result, tmp_path_factory.mktemp("report") / "report.html", images=images)
+    return result, SimpleNamespace(path=path, images=images)
 
 
 def pixels(png):

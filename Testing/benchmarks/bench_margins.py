@@ -32,6 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.join(HERE, ".."), os.path.join(HERE, "..", "..", "SIBSpineSBRT")]
 
 from analytic_geometry import integrated_box, integrated_cylinder, steiner_box, steiner_cylinder  # noqa: E402
+from margin_baselines import slicer_margin_effect  # noqa: E402
 
 from SIBSpineSBRTLib.geometry import margins as margins_module  # noqa: E402
 from SIBSpineSBRTLib.geometry.grid import ImageGeometry  # noqa: E402
@@ -100,30 +101,6 @@ def crop_for(mask, margin_mm):
     lo = [max(int(a.min()) - p, 0) for a, p in zip((k, j, i), pad)]
     hi = [min(int(a.max()) + 1 + p, n) for a, p, n in zip((k, j, i), pad, SHAPE)]
     return np.ascontiguousarray(mask.array[tuple(slice(a, b) for a, b in zip(lo, hi))])
-
-
-def vtk_itk_margin(arr, margin_mm):
-    """Slicer's Margin effect: grow by thresholding the inverse and running vtkITKImageMargin."""
-    import slicer
-    from vtkmodules.util import numpy_support
-    from vtkmodules.vtkImagingCore import vtkImageThreshold
-
-    img = slicer.vtkOrientedImageData()
-    img.SetDimensions(arr.shape[2], arr.shape[1], arr.shape[0])
-    img.SetSpacing(*SPACING)
-    img.GetPointData().SetScalars(numpy_support.numpy_to_vtk(arr.view(np.uint8).ravel(), deep=True))
-    th = vtkImageThreshold()
-    th.SetInputData(img)
-    th.ThresholdByLower(0)
-    th.SetInValue(0)
-    th.SetOutValue(1)
-    th.SetOutputScalarTypeToUnsignedChar()
-    mg = slicer.vtkITKImageMargin()
-    mg.SetInputConnection(th.GetOutputPort())
-    mg.CalculateMarginInMMOn()
-    mg.SetOuterMarginMM(margin_mm)
-    mg.Update()
-    return numpy_support.vtk_to_numpy(mg.GetOutput().GetPointData().GetScalars()).reshape(arr.shape) > 0
 
 
 def scipy_edt(crop, margins):
@@ -228,14 +205,14 @@ def main():
         rows.append((label, "scipy EDT, crop", None, t_edt, vol, analytic, (t_edt / t_full, t_edt / t_crop)))
         if len(set(margins.as_tuple())) == 1 and slicer_ok:
             m = margins.R
-            vol = np.count_nonzero(vtk_itk_margin(crop, m)) * voxel_cc
-            t_itk = best_time(lambda crop=crop, m=m: vtk_itk_margin(crop, m))
+            vol = np.count_nonzero(slicer_margin_effect(crop, SPACING, m)) * voxel_cc
+            t_itk = best_time(lambda crop=crop, m=m: slicer_margin_effect(crop, SPACING, m))
             ratios = (t_itk / t_full, t_itk / t_crop)
             rows.append((label, "vtkITKImageMargin, crop", None, t_itk, vol, analytic, ratios))
             if mask is sc:  # the PRV: Slicer's filter on the whole grid too
                 arr = mask.array
-                vol = np.count_nonzero(vtk_itk_margin(arr, m)) * voxel_cc
-                t_itk = best_time(lambda arr=arr, m=m: vtk_itk_margin(arr, m), BASELINE_REPEATS)
+                vol = np.count_nonzero(slicer_margin_effect(arr, SPACING, m)) * voxel_cc
+                t_itk = best_time(lambda arr=arr, m=m: slicer_margin_effect(arr, SPACING, m), BASELINE_REPEATS)
                 rows.append((label, "vtkITKImageMargin, full", None, t_itk, vol, analytic, (t_itk / t_full, None)))
 
     # oblique grid (20 degrees about S, then 10 about R): the same CTV voxels, margins in patient directions

@@ -107,7 +107,7 @@ def image_captions(result: ReviewResult) -> Dict[str, str]:
     wash = f"dose colour-wash from {0.5 * rx:g} Gy, isodose lines {rx:g} Gy (white) and {1.4 * rx:g} Gy (magenta)"
     return {
         "axial_dose": f"Axial CT through the target centre: {wash}",
-        "axial_fusion": "Axial MR over the CT (50%), registered",
+        "axial_fusion": "Axial MR over the CT (50%); how the MR was placed is under Messages",
         "sagittal_dose": f"Sagittal CT through the target centre: {wash}",
     }
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Dict, Optional, Tuple
+from dataclasses import dataclass
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -30,13 +29,6 @@ class ImageInput:
     array: np.ndarray
     geometry: ImageGeometry
     to_image_ras: Optional[np.ndarray] = None  # 4x4: CT RAS -> this image's RAS (for a registered MR)
-
-
-@dataclass
-class Report:
-    html: str
-    images: Dict[str, bytes] = field(default_factory=dict)  # PNG bytes by name
-    path: Optional[Path] = None
 
 
 def _hex(rgb) -> str:
@@ -159,29 +151,3 @@ footer {{ margin-top: 28px; font-size: 11px; color: #666; }}
 <footer>{e(content.footer_text(result, when))} &middot; {e(p.citation)} &middot; {e(content.DISCLAIMER)}</footer>
 </body></html>
 """
-
-
-def write_report(
-    result: ReviewResult,
-    path,
-    ct: Optional[ImageInput] = None,
-    mr: Optional[ImageInput] = None,
-    patient_label: Optional[str] = None,
-    when: Optional[_dt.datetime] = None,
-) -> Report:
-    images = make_images(result, ct, mr)
-    text = build_report(result, images, patient_label, when)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return Report(text, images, path)
-
-
-def image_statistics(png: bytes) -> Tuple[int, int, float, int]:
-    """(width, height, pixel standard deviation, number of distinct colours) of a PNG: for tests."""
-    import io
-
-    from PIL import Image
-
-    im = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
-    return im.shape[1], im.shape[0], float(im.std()), len(np.unique(im.reshape(-1, 3), axis=0))

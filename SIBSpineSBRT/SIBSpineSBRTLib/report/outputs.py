@@ -39,8 +39,8 @@ def write_review_outputs(
         if need:
             raise ReportDependencyError(
                 f"The HTML and PDF reports need {', '.join(need)}, which this Python cannot import. In Slicer run "
-                f"slicer.util.pip_install({need!r}); elsewhere pip install {' '.join(need)}. Or skip the reports "
-                "(--no-report); metrics.json and metrics.csv need nothing more."
+                f"slicer.util.pip_install('{' '.join(need)}'); elsewhere pip install {' '.join(need)}. Or skip the "
+                "reports (--no-report); metrics.json and metrics.csv need nothing more."
             )
         images = report_images(result, ct_node, mr_node, mr_to_ct)
         written["report"] = write_report_file(result, out / "report.html", images=images)

@@ -77,6 +77,20 @@ def _slice_view(**kwargs) -> SliceView:
     return SliceView(scheduled_render_strategy=NoScheduleRendering(), **kwargs)
 
 
+def _action_button(label: str, button_id: str, click, missing: str, icon: str) -> None:
+    """A toolbar action, disabled while busy or while the state list ``missing`` names what it lacks (the
+    tooltip reads the list)."""
+    with html.Span(title=(f"{missing}.join(' ')",), classes="mx-1"):
+        v3.VBtn(
+            label,
+            id=button_id,
+            click=click,
+            disabled=(f"busy || {missing}.length > 0",),
+            prepend_icon=icon,
+            variant="tonal",
+        )
+
+
 def _hex(rgb) -> str:
     return "#" + "".join(f"{max(0, min(255, round(255 * float(c)))):02x}" for c in rgb[:3])
 
@@ -289,34 +303,11 @@ class WebReview:
                 style="max-width:120px",
                 classes="mx-1",
             )
-            with html.Span(title=("build_missing.join(' ')",), classes="mx-1"):
-                v3.VBtn(
-                    "Build planning volumes",
-                    id="btn-build",
-                    click=self.build,
-                    disabled=("busy || build_missing.length > 0",),
-                    prepend_icon="mdi-vector-union",
-                    variant="tonal",
-                )
-            with html.Span(title=("evaluate_missing.join(' ')",), classes="mx-1"):
-                v3.VBtn(
-                    "Evaluate",
-                    id="btn-evaluate",
-                    click=self.evaluate,
-                    disabled=("busy || evaluate_missing.length > 0",),
-                    prepend_icon="mdi-clipboard-check-outline",
-                    variant="tonal",
-                )
-            with html.Span(title=("report_missing.join(' ')",), classes="mx-1"):
-                v3.VBtn(
-                    "Report (PDF)",
-                    id="btn-report",
-                    # the PDF is made on the server when asked for, and saved by the browser
-                    click="utils.download('sibspine_review.pdf', trigger('report_pdf'), 'application/pdf')",
-                    disabled=("busy || report_missing.length > 0",),
-                    prepend_icon="mdi-file-pdf-box",
-                    variant="tonal",
-                )
+            _action_button("Build planning volumes", "btn-build", self.build, "build_missing", "mdi-vector-union")
+            _action_button("Evaluate", "btn-evaluate", self.evaluate, "evaluate_missing", "mdi-clipboard-check-outline")
+            # the PDF is made on the server when asked for, and saved by the browser
+            download = "utils.download('sibspine_review.pdf', trigger('report_pdf'), 'application/pdf')"
+            _action_button("Report (PDF)", "btn-report", download, "report_missing", "mdi-file-pdf-box")
             v3.VSpacer()
             v3.VSwitch(
                 id="switch-quiz",
@@ -582,7 +573,7 @@ class WebReview:
             st.evaluated, st.rows, st.verdict, st.dvh_src = False, [], {}, ""
             st.quiz_answered, st.quiz_feedback = False, ""
             return
-        st.report_missing = teaching.report_missing(s) if s is not None else ["Open a case first."]
+        st.report_missing = teaching.report_missing(s)  # the quiz changes it too
         st.rows = teaching.panel_rows(result, s.quiz)
         st.verdict = teaching.verdict_banner(result, s.quiz)
         st.quiz_answered = s.quiz.answer is not None
