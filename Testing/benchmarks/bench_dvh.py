@@ -56,7 +56,6 @@ from analytic_dvh import (  # noqa: E402
     slab_planes,
 )
 
-from SIBSpineSBRTLib.caseio.dicom_write import Study, write_rtdose  # noqa: E402
 from SIBSpineSBRTLib.dose.analytic import sphere_fraction  # noqa: E402
 from SIBSpineSBRTLib.dose.contours import ContourStructure  # noqa: E402
 from SIBSpineSBRTLib.dose.dvh import compute_dvh  # noqa: E402
@@ -241,6 +240,43 @@ def write_rtstruct(path, name, planes_ras):
     return ds.FrameOfReferenceUID
 
 
+def write_rtdose(path, dose: DoseGrid, frame_uid):
+    """An axis-aligned RAS dose grid as an LPS RTDOSE (rows along -y RAS = +y LPS, columns along -x RAS).
+
+    Not caseio.dicom_write.write_rtdose: that keeps the grid's own orientation (here IOP -1,0,0,0,-1,0), which
+    dicompyler-core's interpolation misreads; planning systems write this head-first-supine layout."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    g = dose.geometry
+    arr = dose.array[:, ::-1, ::-1]  # i: RAS +x -> LPS +x means reversing; j likewise
+    nk, nj, ni = arr.shape
+    first = np.array(g.ijk_to_ras_points(np.array([[ni - 1, nj - 1, 0]]))[0]) * np.array([-1.0, -1.0, 1.0])
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.2"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PatientName, ds.PatientID = "RTDOSE", "Phantom^Nelms", "NELMS"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = generate_uid(), generate_uid(), frame_uid
+    ds.ImagePositionPatient = [f"{v:.4f}" for v in first]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.PixelSpacing = [g.spacing[1], g.spacing[0]]
+    ds.SliceThickness = g.spacing[2]
+    ds.GridFrameOffsetVector = [f"{k * g.spacing[2]:.4f}" for k in range(nk)]
+    ds.Rows, ds.Columns, ds.NumberOfFrames = nj, ni, nk
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 32, 32, 31, 0
+    ds.DoseUnits, ds.DoseType, ds.DoseSummationType = "GY", "PHYSICAL", "PLAN"
+    scaling = float(arr.max()) / 4.0e9
+    ds.DoseGridScaling = f"{scaling:.10g}"
+    ds.PixelData = np.round(arr / float(ds.DoseGridScaling)).astype("<u4").tobytes()
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+
+
 DICOMPYLER_SCRIPT = r"""
 import json, sys, time, warnings
 warnings.simplefilter("ignore")
@@ -305,12 +341,10 @@ def contour_section(dicompyler_python):
                 "interpolation_resolution": [spacing / 4, spacing / 4],
                 "interpolation_segments_between_planes": 2,
             }
-            from pydicom.uid import generate_uid
-
             with tempfile.TemporaryDirectory() as tmp:
                 rs, rd = os.path.join(tmp, "rs.dcm"), os.path.join(tmp, "rd.dcm")
                 frame = write_rtstruct(rs, shape_name, rings)
-                write_rtdose(rd, dose.array, dose.geometry, Study(frame_uid=frame), plan_uid=generate_uid())
+                write_rtdose(rd, dose, frame)
                 results = []
                 for options in ({}, interp):
                     run = subprocess.run(
