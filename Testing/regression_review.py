@@ -71,7 +71,7 @@ def review(args) -> int:
     print(f"{result.case}: verdict {result.verdict}; wrote " + ", ".join(str(p) for p in written.values()))
     for message in result.messages:
         print(message)
-    return {"pass": 0, "fail": 1}.get(result.verdict, 2)
+    return result.exit_code
 
 
 def main(argv) -> int:

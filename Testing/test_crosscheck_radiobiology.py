@@ -54,7 +54,7 @@ def test_exact_boundaries(protocol):
     values[("SpinalCord_PRV02", "D0.03cc")] = 25.0  # exactly the maximum: met
     rows = {(r.structure, r.metric): r.status for r in rows_for(protocol, values)}
     assert rows[("PTV_Eval", "D90%")] == ev.ACCEPTABLE
-    assert rows[("SpinalCord_PRV02", "D0.03cc")] == ev.OPTIMAL
+    assert rows[("SpinalCord_PRV02", "D0.03cc")] == ev.MET
     assert ev.verdict(rows_for(protocol, values)) == ev.PASS
 
 

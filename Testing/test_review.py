@@ -69,10 +69,10 @@ def test_margins_override(protocol):
     assert np.array_equal(vols["SpinalCord_PRV02"].mask.array, masks["SpinalCord"].array)
 
 
-def test_thecal_sac_warning_from_l2_down(protocol):
+def test_thecal_sac_warning_below_l2(protocol):
     masks = toy_masks()
     del masks["ThecalSac"]
-    for level, expected in (("L1", False), ("L2", True), ("S1", True)):
+    for level, expected in (("L1", False), ("L2", False), ("L3", True), ("S1", True), ("L2-L3", False)):
         m = dict(masks)
         if level.startswith("S"):
             m["SacralCanal"] = m["SpinalCanal"]

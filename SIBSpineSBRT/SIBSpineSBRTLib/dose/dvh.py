@@ -62,6 +62,7 @@ continuous and non-increasing in D. ``Vin`` = V(0) is that volume.
 * ``Dmean``: volume-weighted mean dose, (1/Vin) * integral of dose over the structure (each box's dose
   range is symmetric about its centre dose; exact for boxes cut on the planes of voxel centres).
 * ``VxGy``: V(x) in cc; ``VxGy%``: 100 V(x) / Vin.
+* ``DCxcc`` (critical volume): the highest dose received by the coldest x cc, i.e. D(Vin - x)cc.
 * ``Volume``: the whole structure's volume in cc (the part outside the dose grid included).
 
 A ``DVH`` built without spreads holds point samples: V(D) is then the volume of the samples with dose >= D
@@ -85,7 +86,9 @@ from ..geometry.masks import Mask
 from ..warnings import DoseWarning
 from .grid import DoseError, DoseGrid
 
-_METRIC_RE = re.compile(r"^(?:(D)(\d+(?:\.\d+)?)(%|cc)|(V)(\d+(?:\.\d+)?)Gy(%?)|(Dmean|Dmax|Dmin|Volume))$")
+_METRIC_RE = re.compile(
+    r"^(?:(D)(\d+(?:\.\d+)?)(%|cc)|(V)(\d+(?:\.\d+)?)Gy(%?)|(Dmean|Dmax|Dmin|Volume)|(DC)(\d+(?:\.\d+)?)cc)$"
+)
 
 #: Relative and absolute floors of each half-width (see the module docstring).
 _SPREAD_REL_FLOOR = 1e-4
@@ -97,7 +100,7 @@ class MetricSpec:
     """A parsed metric name such as "D2%", "D0.03cc", "V30Gy", "V30Gy%" or "Dmean"."""
 
     name: str
-    kind: str  # "D", "V", "Dmean", "Dmax", "Dmin" or "Volume"
+    kind: str  # "D", "V", "DC", "Dmean", "Dmax", "Dmin" or "Volume"
     value: Optional[float] = None  # x in Dx / Vx
     relative: bool = False  # Dx%: x in percent; VxGy%: result in percent
 
@@ -115,12 +118,14 @@ def parse_metric(name: str) -> MetricSpec:
     if not m:
         raise ValueError(
             f"Unknown DVH metric '{name}'. Use Dx% (e.g. D2%), Dxcc (e.g. D0.03cc), VxGy (cc), VxGy% or "
-            "Dmean, Dmax, Dmin, Volume."
+            "Dmean, Dmax, Dmin, Volume, or DCxcc (critical volume: the highest dose of the coldest x cc)."
         )
     if m.group(1):
         return MetricSpec(name, "D", float(m.group(2)), m.group(3) == "%")
     if m.group(4):
         return MetricSpec(name, "V", float(m.group(5)), m.group(6) == "%")
+    if m.group(8):
+        return MetricSpec(name, "DC", float(m.group(9)))
     return MetricSpec(name, m.group(7))
 
 
@@ -399,6 +404,29 @@ class DVH:
             self.sampling,
         )
 
+    def with_outside_at_zero(self) -> DVH:
+        """The DVH with the part outside the dose grid counted as 0 Gy (for an organ at risk whose outside
+        part is known to be in low dose); Dx% and VxGy% are then relative to the whole structure."""
+        outside_cc = self.volume_cc * self.fraction_outside
+        if outside_cc <= 0:
+            return self
+        spreads, zero = None, 0.0
+        if self.spreads is not None:
+            floor = _floor_spreads(np.zeros((1, 3)))  # the least range a box has: centred so it ends at 0 Gy
+            spreads, zero = np.vstack([self.spreads, floor]), float(floor.sum())
+        doses = np.append(self.doses, min(zero, float(self.doses[-1])))
+        cum = np.append(self.cum_volume_cc, self.cum_volume_cc[-1] + outside_cc)
+        return DVH(
+            self.structure,
+            doses,
+            cum,
+            self.volume_cc,
+            0.0,
+            self.supersampling,
+            spreads,
+            self.sampling + " + outside at 0 Gy",
+        )
+
     def __post_init__(self) -> None:
         d = np.asarray(self.doses, dtype=np.float64)
         cum = np.asarray(self.cum_volume_cc, dtype=np.float64)
@@ -503,8 +531,21 @@ class DVH:
         for spec in specs:
             if spec.kind == "D" and spec.relative and not 0 <= spec.value <= 100:
                 raise DoseError(f"{self.structure}: D{spec.value:g}% needs 0 <= x <= 100.")
-        d_specs = [spec for spec in specs if spec.kind == "D"]
-        cc = [total * spec.value / 100.0 if spec.relative else spec.value for spec in d_specs]
+        for spec in specs:
+            if spec.kind == "DC" and spec.value > total * (1 + 1e-9):
+                raise DoseError(
+                    f"{self.structure}: {spec.name} is not defined, the structure has only {total:.4g} cc inside "
+                    "the dose grid."
+                )
+        d_specs = [spec for spec in specs if spec.kind in ("D", "DC")]
+        cc = [
+            max(total - spec.value, 0.0)
+            if spec.kind == "DC"
+            else total * spec.value / 100.0
+            if spec.relative
+            else spec.value
+            for spec in d_specs
+        ]
         d_values = dict(zip((spec.name for spec in d_specs), self.doses_at_volumes_cc(cc))) if d_specs else {}
         v_specs = [spec for spec in specs if spec.kind == "V"]
         v_cc = self.volumes_at_doses_cc([spec.value for spec in v_specs]) if v_specs else []
@@ -514,7 +555,7 @@ class DVH:
         fixed = {"Volume": self.volume_cc, "Dmean": self.mean, "Dmax": self.max, "Dmin": self.min}
         out = {}
         for spec in specs:
-            if spec.kind == "D":
+            if spec.kind in ("D", "DC"):
                 out[spec.name] = float(d_values[spec.name])
             elif spec.kind == "V":
                 out[spec.name] = v_values[spec.name]

@@ -1,7 +1,8 @@
 """``sibspine``: the review from the command line.
 
-Exit codes: 0 every mandatory limit met; 1 a mandatory limit failed; 2 bad input or an incomplete review
-(a structure or the dose missing), with a message naming the problem and the fix.
+Exit codes: 0 every mandatory protocol limit met, in a review that follows the protocol; 1 a mandatory
+limit failed; 2 bad input, an incomplete review (a structure or the dose missing, a plan that is not the
+protocol's) or a non-protocol review (margins or protocol changed), with a message naming the problem.
 """
 
 from __future__ import annotations
@@ -30,8 +31,14 @@ def _parse_roles(items: Optional[List[str]]) -> Dict[str, str]:
     return out
 
 
-def _exit_code(verdict: str) -> int:
-    return {"pass": EXIT_PASS, "fail": EXIT_FAIL}.get(verdict, EXIT_BAD_INPUT)
+def _exit_code(result) -> int:
+    if result.verdict == "pass" and result.deviations:
+        print(
+            "Exit 2: every limit is met, but this is a NON-PROTOCOL REVIEW (see the deviations above); it is not a "
+            "protocol pass.",
+            file=sys.stderr,
+        )
+    return result.exit_code
 
 
 def _report(ctx, result, out: Path, args, ct=None, mr=None, mr_to_ct=None) -> int:
@@ -47,7 +54,7 @@ def _report(ctx, result, out: Path, args, ct=None, mr=None, mr_to_ct=None) -> in
 
     files.append(save_scene_mrb(ctx.scene, out / "review.mrb"))
     print("\nWrote " + ", ".join(str(Path(f).resolve()) for f in files if f) + " (open the .mrb in 3D Slicer).")
-    return _exit_code(result.verdict)
+    return _exit_code(result)
 
 
 def _whatif(ctx, result, out: Path, args) -> Path:
@@ -171,8 +178,10 @@ def _margins(args):
         prv = None if args.prv_margin_mm is None else float(args.prv_margin_mm)
     except ValueError as exc:
         raise UsageError(f"--ptv-margin-mm/--prv-margin-mm: {exc}") from None
-    if prv is not None and not prv >= 0:
-        raise UsageError(f"--prv-margin-mm must be a number of mm >= 0; got {args.prv_margin_mm}.")
+    if prv is not None and not 0 <= prv <= 50:
+        raise UsageError(f"--prv-margin-mm must be a number of mm from 0 to 50; got {args.prv_margin_mm}.")
+    if ptv is not None and max(ptv.as_tuple()) > 50:
+        raise UsageError(f"--ptv-margin-mm: margins are 0-50 mm; got {args.ptv_margin_mm}.")
     return {"ptv_margins": ptv, "prv_margin_mm": prv}
 
 
@@ -391,7 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--register", action="store_true", help="register the MR to the CT (rigid, around the target)")
     r.add_argument(
         "--level",
-        help="vertebral level of the target, C1-S5 (e.g. T8); with --dicom, default: 'level T8' in the RTPLAN label",
+        help="vertebral level of the target, C1-S5 (e.g. T8), or a range for a target spanning levels (T12-L2, "
+        "L5-S1); with --dicom, default: 'level T8' in the RTPLAN label",
     )
     r.add_argument(
         "--name", help="case name shown in the outputs (default: from the segmentation file; no patient name)"
@@ -401,7 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     pv.set_defaults(func=cmd_volumes)
     pv.add_argument("--segmentation", help="input segmentation (.seg.nrrd); it is not modified")
     pv.add_argument("--dicom", metavar="CASE_DIR", help="DICOM case folder (planning CT + RTSTRUCT) instead")
-    pv.add_argument("--level", required=True, help="vertebral level of the target, C1-S5 (e.g. T8)")
+    pv.add_argument(
+        "--level", required=True, help="vertebral level of the target, C1-S5 (e.g. T8), or a range (T12-L2)"
+    )
     pv.add_argument(
         "--out",
         required=True,

@@ -57,6 +57,23 @@ class Mask:
             hi.append(int(idx[-1]) + 1)
         return tuple(lo), tuple(hi)
 
+    def slice_axis(self) -> int:
+        """The numpy axis (0=k, 1=j, 2=i) whose direction is closest to patient superior-inferior."""
+        cosines = np.abs(self.geometry.direction_matrix[2, :])  # S component of the i, j, k directions
+        return 2 - int(np.argmax(cosines))
+
+    def touched_end_slices(self) -> Tuple[str, ...]:
+        """Which end slices of its grid along superior-inferior the mask touches ("first", "last"): a
+        structure there was probably cut by the image or segmentation extent."""
+        axis = self.slice_axis()
+        n = self.array.shape[axis]
+        ends = []
+        if self.array.take(0, axis=axis).any():
+            ends.append("first")
+        if n > 1 and self.array.take(n - 1, axis=axis).any():
+            ends.append("last")
+        return tuple(ends)
+
     def centroid_ras(self) -> np.ndarray:
         k, j, i = np.nonzero(self.array)
         if k.size == 0:

@@ -15,7 +15,7 @@ from . import evaluate as ev
 
 ABS_TOLERANCE_GY = 0.2
 REL_TOLERANCE = 0.01
-_SEVERITY = {ev.OPTIMAL: 0, ev.ACCEPTABLE: 1, ev.FAIL: 2}
+_SEVERITY = {ev.OPTIMAL: 0, ev.MET: 0, ev.ACCEPTABLE: 1, ev.FAIL: 2}
 
 
 @dataclass(frozen=True)

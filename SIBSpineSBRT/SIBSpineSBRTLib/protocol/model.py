@@ -8,9 +8,11 @@ validates it and names the file and field of any mistake. Limits are stored in t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -18,6 +20,8 @@ from ..dose.dvh import parse_metric
 
 PROTOCOL_FORMAT = "sibspine-protocol/1"
 PROTOCOL_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Protocols"
+#: sha256 of each shipped protocol's parsed content ("<sha256>  <id>" lines): an edited copy is a deviation.
+SHIPPED_CHECKSUMS = PROTOCOL_DIR / "SHA256SUMS"
 DEFAULT_PROTOCOL = "mitsuyoshi2025"
 
 LEVELS = tuple(
@@ -32,45 +36,80 @@ class ProtocolError(ValueError):
     """A protocol file or a protocol request that is not valid."""
 
 
-def normalise_level(level: str) -> str:
-    """'t8' -> 'T8'; refuses anything that is not C1-C7, T1-T12, L1-L5 or S1-S5."""
-    text = str(level).strip().upper()
+def _one_level(text: str, given) -> str:
     if text not in LEVELS:
-        raise ProtocolError(f"Vertebral level '{level}' is not one of C1-C7, T1-T12, L1-L5, S1-S5.")
+        raise ProtocolError(
+            f"Vertebral level '{given}' is not one of C1-C7, T1-T12, L1-L5, S1-S5 (or a range such as T12-L2 or L5-S1)."
+        )
     return text
 
 
+def normalise_level(level: str) -> str:
+    """'t8' -> 'T8', 't12-l2' -> 'T12-L2' (a target spanning levels, cranial first); refuses anything else."""
+    text = re.sub(r"\s+", "", str(level)).upper().replace("\u2013", "-")
+    parts = text.split("-")
+    if len(parts) == 1:
+        return _one_level(parts[0], level)
+    if len(parts) != 2:
+        raise ProtocolError(f"Vertebral level '{level}': give one level (T8) or a range of two (T12-L2).")
+    first, last = (_one_level(p, level) for p in parts)
+    if LEVELS.index(first) > LEVELS.index(last):
+        first, last = last, first
+    return first if first == last else f"{first}-{last}"
+
+
+def level_span(level: str) -> Tuple[int, int]:
+    """Indices (in LEVELS) of the most cranial and the most caudal level of a level or range."""
+    parts = normalise_level(level).split("-")
+    return LEVELS.index(parts[0]), LEVELS.index(parts[-1])
+
+
 def level_index(level: str) -> int:
-    return LEVELS.index(normalise_level(level))
+    """Index of a single level (the most caudal one of a range)."""
+    return level_span(level)[1]
+
+
+def levels_in(level: str) -> Tuple[str, ...]:
+    lo, hi = level_span(level)
+    return LEVELS[lo : hi + 1]
 
 
 def is_sacral(level: str) -> bool:
-    return normalise_level(level).startswith("S")
+    """True when the level (or any level of the range) is sacral."""
+    return any(v.startswith("S") for v in levels_in(level))
+
+
+def spans_non_sacral(level: str) -> bool:
+    return any(not v.startswith("S") for v in levels_in(level))
 
 
 def level_from_text(text: str) -> Optional[str]:
     """A level written explicitly as "level T8" (e.g. in an RTPLAN label), else None: never a guess."""
-    m = re.search(r"\blevel[\s:=]+([CTLS]\d{1,2})\b", str(text or ""), re.IGNORECASE)
-    if not m or m.group(1).upper() not in LEVELS:
+    m = re.search(r"\blevels?[\s:=]+([CTLS]\d{1,2}(?:\s*[-\u2013]\s*[CTLS]\d{1,2})?)\b", str(text or ""), re.IGNORECASE)
+    if not m:
         return None
-    return m.group(1).upper()
-
-
-def prescription_mismatch(protocol: Protocol, total_gy: Optional[float], fractions: Optional[int]) -> Optional[str]:
-    """A sentence when a plan's prescription differs from the protocol's (the review still uses the protocol)."""
-    parts = []
-    if fractions is not None and fractions != protocol.fractions:
-        parts.append(f"{fractions} fractions instead of {protocol.fractions}")
-    if total_gy is not None and abs(total_gy - protocol.prescription_gy) > 0.01:
-        parts.append(f"{total_gy:g} Gy instead of {protocol.prescription_gy:g} Gy")
-    if not parts:
+    try:
+        return normalise_level(m.group(1))
+    except ProtocolError:
         return None
-    return f"The RTPLAN prescribes {' and '.join(parts)}; the limits judged are those of protocol {protocol.id}."
 
 
 def name_key(name: str) -> str:
     """Comparison key for structure names: case-insensitive, ignoring spaces, '_' and '-'."""
     return re.sub(r"[\s_\-]+", "", str(name)).casefold()
+
+
+def round_to_precision(value: float, precision: float) -> float:
+    """``value`` rounded half up to a multiple of ``precision`` (0.1 -> one decimal), as a person reads it."""
+    step = Decimal(repr(float(precision))).normalize()
+    q = (Decimal(repr(float(value))) / step).quantize(Decimal(1), rounding=ROUND_HALF_UP) * step
+    return float(q.quantize(step) if step.as_tuple().exponent < 0 else q)
+
+
+def precision_decimals(precision: float) -> int:
+    """Decimals needed to show a multiple of ``precision`` (0.1 -> 1, 0.05 -> 2, 1 -> 0)."""
+    exponent = Decimal(repr(float(precision))).normalize().as_tuple().exponent
+    return max(0, -int(exponent))
 
 
 @dataclass(frozen=True)
@@ -85,12 +124,16 @@ class Limit:
 
     def is_met(self, value: float) -> bool:
         if self.target is not None:
-            return abs(value - self.target) <= (self.tolerance or 0.0) + 1e-12
-        if self.lower is not None and value < self.lower:
+            return abs(value - self.target) <= (self.tolerance or 0.0) + 1e-9
+        if self.lower is not None and value < self.lower - 1e-9:
             return False
-        if self.upper is not None and value > self.upper:
+        if self.upper is not None and value > self.upper + 1e-9:
             return False
         return True
+
+    @property
+    def values(self) -> Tuple[float, ...]:
+        return tuple(v for v in (self.lower, self.upper, self.target) if v is not None)
 
     def describe(self, unit: str) -> str:
         def fmt(v: float) -> str:
@@ -98,7 +141,9 @@ class Limit:
 
         u = "%" if unit == "%" else f" {unit}"
         if self.target is not None:
-            return f"{fmt(self.target)}{u} ± {fmt(self.tolerance or 0.0)}"
+            if self.tolerance:
+                return f"{fmt(self.target)} ± {fmt(self.tolerance)}{u}"
+            return f"= {fmt(self.target)}{u}"
         parts = []
         if self.lower is not None:
             parts.append(f">= {fmt(self.lower)}")
@@ -145,10 +190,30 @@ class Constraint:
     confirmed: bool = True  # False: a literature default a clinic must confirm
     note: str = ""
     required: bool = True  # required rows are always reported; optional ones only when the structure exists
+    precision: float = 0.01  # reporting precision in ``unit``: values are judged and shown rounded to it
 
     @property
     def key(self) -> Tuple[str, str]:
         return self.structure, self.metric
+
+    @property
+    def advisory(self) -> bool:
+        """An unconfirmed local default: shown and judged, but never deciding the verdict."""
+        return not self.confirmed
+
+    @property
+    def decimals(self) -> int:
+        return precision_decimals(self.precision)
+
+    def judged_value(self, value: float) -> float:
+        return round_to_precision(value, self.precision)
+
+    def format_value(self, value: Optional[float]) -> str:
+        """The value as judged and shown everywhere: rounded to the precision, with its unit."""
+        if value is None:
+            return "-"
+        v = f"{self.judged_value(value):.{self.decimals}f}"
+        return f"{v}%" if self.unit == "%" else f"{v} {self.unit}"
 
 
 @dataclass(frozen=True)
@@ -161,6 +226,7 @@ class StructureRole:
     alpha_beta_gy: Optional[float] = None
     color: Tuple[float, float, float] = (0.5, 0.5, 0.5)
     derived: bool = False
+    union_of: Tuple[str, ...] = ()  # when no segment matches: the union of these roles' segments
 
     def matches(self, segment_name: str) -> bool:
         key = name_key(segment_name)
@@ -173,7 +239,21 @@ class PlanningSpec:
 
     ptv_margins_mm: Tuple[float, float, float, float, float, float]  # R, L, A, P, S, I
     prv_margin_mm: float
-    thecal_sac_from_level: str  # levels at or below this use the thecal sac without margin
+    thecal_sac_from_level: str  # from this level down (L3: "below L2") the thecal sac replaces the cord
+
+
+@dataclass(frozen=True)
+class ExpectedOrgan:
+    """An organ at risk a physicist expects contoured for a target at these levels."""
+
+    structure: str
+    levels: str  # a level or an inclusive range, e.g. "T10-L5"
+    source: str = ""
+
+    def expected_at(self, level: str) -> bool:
+        lo, hi = level_span(self.levels)
+        a, b = level_span(level)
+        return a <= hi and lo <= b
 
 
 @dataclass(frozen=True)
@@ -190,6 +270,18 @@ class Protocol:
     constraints: Tuple[Constraint, ...]
     path: str = ""
     notes: Tuple[str, ...] = field(default_factory=tuple)
+    expected_organs: Tuple[ExpectedOrgan, ...] = ()
+    precision_source: str = ""
+    checksum: str = ""  # sha256 of the parsed content (whitespace-insensitive)
+    shipped_checksum: Optional[str] = None  # the checksum recorded for a shipped protocol of this id
+
+    @property
+    def modified(self) -> bool:
+        """A protocol with a shipped id whose content no longer matches what was shipped."""
+        return self.shipped_checksum is not None and self.checksum != self.shipped_checksum
+
+    def expected_structures(self, level: str) -> List[str]:
+        return [e.structure for e in self.expected_organs if e.expected_at(level)]
 
     def role(self, name: str) -> StructureRole:
         if name not in self.structures:
@@ -222,6 +314,20 @@ def load_protocol(name_or_path: Union[str, Path, None] = None) -> Protocol:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError(f"Protocol file {path} is not valid JSON: {exc}") from None
     return parse_protocol(data, str(path))
+
+
+def content_checksum(data: dict) -> str:
+    """sha256 of a protocol's content, independent of whitespace and key order."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def shipped_checksums() -> Dict[str, str]:
+    try:
+        lines = SHIPPED_CHECKSUMS.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return {}
+    return {parts[1]: parts[0] for parts in (line.split() for line in lines) if len(parts) == 2}
 
 
 def _req(data: dict, key: str, kind, where: str):
@@ -260,6 +366,9 @@ def parse_protocol(data: dict, where: str = "protocol") -> Protocol:
         if len(color) != 3 or not all(0 <= c <= 1 for c in color):
             raise ProtocolError(f"{w}.color must be three numbers in 0..1.")
         ab = s.get("alpha_beta_gy")
+        union_of = s.get("union_of", [])
+        if not isinstance(union_of, list) or not all(isinstance(u, str) for u in union_of):
+            raise ProtocolError(f"{w}.union_of must be a list of structure names.")
         structures[name] = StructureRole(
             name,
             tuple(s.get("aliases", ())),
@@ -267,7 +376,12 @@ def parse_protocol(data: dict, where: str = "protocol") -> Protocol:
             None if ab is None else float(ab),
             color,
             bool(s.get("derived", False)),
+            tuple(union_of),
         )
+    for name, role in structures.items():
+        unknown = [u for u in role.union_of if u not in structures or u == name]
+        if unknown:
+            raise ProtocolError(f"{where}.structures.{name}.union_of: {unknown} are not other declared structures.")
 
     plan = _req(data, "planning", dict, where)
     m = _req(plan, "ptv_margin_mm", dict, f"{where}.planning")
@@ -275,11 +389,14 @@ def parse_protocol(data: dict, where: str = "protocol") -> Protocol:
         ptv = tuple(float(m[k]) for k in ("R", "L", "A", "P", "S", "I"))
     except (KeyError, TypeError, ValueError):
         raise ProtocolError(f"{where}.planning.ptv_margin_mm needs numbers R, L, A, P, S, I (mm).") from None
-    planning = PlanningSpec(
-        ptv,
-        float(_req(plan, "prv_margin_mm", (int, float), f"{where}.planning")),
-        normalise_level(_req(plan, "thecal_sac_from_level", str, f"{where}.planning")),
-    )
+    prv = float(_req(plan, "prv_margin_mm", (int, float), f"{where}.planning"))
+    for label, v in [*zip(("R", "L", "A", "P", "S", "I"), ptv), ("prv_margin_mm", prv)]:
+        if not 0 <= v <= 50:
+            raise ProtocolError(f"{where}.planning: margin {label} = {v:g} mm; margins are 0-50 mm.")
+    sac_level = normalise_level(_req(plan, "thecal_sac_from_level", str, f"{where}.planning"))
+    if "-" in sac_level:
+        raise ProtocolError(f"{where}.planning.thecal_sac_from_level: one level, not a range; got {sac_level}.")
+    planning = PlanningSpec(ptv, prv, sac_level)
 
     constraints = []
     seen = set()
@@ -307,6 +424,9 @@ def parse_protocol(data: dict, where: str = "protocol") -> Protocol:
         mandatory = Limit.from_json(c["mandatory"], f"{w}.mandatory", scale) if c.get("mandatory") is not None else None
         if optimal is None and mandatory is None:
             raise ProtocolError(f"{w}: a constraint needs an optimal or a mandatory limit.")
+        precision = c.get("precision", 0.01)
+        if not isinstance(precision, (int, float)) or isinstance(precision, bool) or not 0 < precision <= 10:
+            raise ProtocolError(f"{w}.precision: a reporting precision such as 0.1 (in {unit}); got {precision!r}.")
         if (structure, metric) in seen:
             raise ProtocolError(f"{w}: {structure} {metric} appears twice.")
         seen.add((structure, metric))
@@ -322,8 +442,20 @@ def parse_protocol(data: dict, where: str = "protocol") -> Protocol:
                 bool(c.get("confirmed", True)),
                 str(c.get("note", "")),
                 bool(c.get("required", True)),
+                float(precision),
             )
         )
+    if not constraints:
+        raise ProtocolError(f"{where}: the protocol has no constraints; a review with nothing to check is refused.")
+    expected = []
+    for n, e in enumerate(data.get("expected_organs", [])):
+        w = f"{where}.expected_organs[{n}]"
+        if not isinstance(e, dict):
+            raise ProtocolError(f"{w}: expected an object with structure and levels.")
+        structure = _req(e, "structure", str, w)
+        if structure not in structures:
+            raise ProtocolError(f"{w}.structure '{structure}' is not declared under 'structures'.")
+        expected.append(ExpectedOrgan(structure, normalise_level(_req(e, "levels", str, w)), str(e.get("source", ""))))
     target = _req(rx, "structure", str, f"{where}.prescription")
     if target not in structures:
         raise ProtocolError(f"{where}.prescription.structure '{target}' is not declared under 'structures'.")
@@ -342,4 +474,8 @@ def parse_protocol(data: dict, where: str = "protocol") -> Protocol:
         constraints=tuple(constraints),
         path=where,
         notes=tuple(data.get("notes", ())),
+        expected_organs=tuple(expected),
+        precision_source=str(data.get("precision_source", "")),
+        checksum=content_checksum(data),
+        shipped_checksum=shipped_checksums().get(str(data.get("id"))),
     )

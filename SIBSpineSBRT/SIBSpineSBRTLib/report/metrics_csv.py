@@ -11,10 +11,13 @@ COLUMNS = (
     "structure",
     "metric",
     "value",
+    "judged_value",
     "unit",
     "optimal",
     "mandatory",
     "status",
+    "confirmed",
+    "source",
     "eqd2_gy",
     "alpha_beta_gy",
     "message",
@@ -27,7 +30,7 @@ def write_metrics_csv(result, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(("case", "level", "protocol", "verdict", *COLUMNS))
+        writer.writerow(("case", "level", "protocol", "verdict", "advisory_verdict", "non_protocol", *COLUMNS))
         for row in doc["rows"]:
             rb = row["radiobiology"] or {}
             values = {**row, "eqd2_gy": rb.get("eqd2_gy"), "alpha_beta_gy": rb.get("alpha_beta_gy")}
@@ -37,6 +40,8 @@ def write_metrics_csv(result, path) -> Path:
                     doc["level"],
                     doc["protocol"],
                     doc["verdict"],
+                    doc["advisory_verdict"] or "",
+                    "yes" if doc["deviations"] else "no",
                     *["" if values[c] is None else values[c] for c in COLUMNS],
                 )
             )

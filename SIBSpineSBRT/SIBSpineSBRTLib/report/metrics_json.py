@@ -1,20 +1,33 @@
 """``metrics.json``: the machine-readable review result that scripts and later runs rely on.
 
-Schema (format "sibspine-metrics/1")::
+Schema (format "sibspine-metrics/2")::
 
-    {"format": "sibspine-metrics/1", "case": str, "level": "T8", "protocol": str, "verdict": "pass"|"fail"|"incomplete",
-     "rows": [{"structure": "GTV", "metric": "D50%", "value": 43.1 | null, "unit": "Gy",
-               "optimal": str | null, "mandatory": str | null,
-               "status": "optimal"|"acceptable"|"fail"|"not_evaluable"|"not_applicable", "message": str,
+    {"format": "sibspine-metrics/2", "case": str, "level": "T8" | "T12-L2", "protocol": str,
+     "protocol_sha256": str, "prescription": {...},
+     "verdict": "pass"|"fail"|"incomplete",            # over the confirmed rows only
+     "advisory_verdict": "pass"|"fail"|"incomplete"|null,  # over the advisory (unconfirmed) rows
+     "deviations": [str],                              # empty for a protocol review
+     "problems": [str],                                # review-level reasons that stop a pass
+     "not_contoured": [str], "not_evaluated": [str],
+     "rows": [{"structure": "GTV", "metric": "D50%", "value": 43.1234 | null, "judged_value": 43.1 | null,
+               "precision": 0.1, "unit": "Gy", "optimal": str | null, "mandatory": str | null,
+               "status": "optimal"|"acceptable"|"met"|"fail"|"not_evaluable"|"not_applicable",
+               "confirmed": bool, "source": str, "message": str,
                "radiobiology": {"alpha_beta_gy", "bed_gy", "eqd2_gy"} | null,
                "crosscheck": {"engine", "value", "difference", "flagged", "used"} | null}],
      "volumes": {"PTV": {"volume_cc": float, "recipe": str}, ...},
      "messages": [str], "software": {"name": "SIBSpineSBRT", "version": str}}
 
+Changes from sibspine-metrics/1: "verdict" now counts confirmed rows only (unconfirmed local defaults are
+advisory, summed up in "advisory_verdict"); status "met" (a mandatory-only limit that is met, formerly
+"optimal"); rows gain "confirmed", "source", "judged_value" and "precision" (the status is decided on
+"judged_value", "value" rounded to "precision"); top level gains "deviations", "problems",
+"advisory_verdict", "not_contoured", "not_evaluated" and "protocol_sha256".
+
 "acceptable" means the mandatory limit is met but the optimal one is not; "not_applicable" (with its
-reason in "message") means the protocol does not apply the limit to this case, e.g. the cord PRV at the
-sacrum where there is no cord; it does not make the verdict "incomplete". Values are rounded to 1e-4 of
-their unit. Nothing time- or machine-dependent is written, so the same case gives the same bytes.
+reason in "message") means the protocol does not apply the limit to this case, e.g. the cord PRV below L2
+where there is no cord; it does not make the verdict "incomplete". Values are rounded to 1e-4 of their
+unit. Nothing time- or machine-dependent is written, so the same case gives the same bytes.
 """
 
 from __future__ import annotations
@@ -27,7 +40,7 @@ from .. import __version__
 from ..dose.radiobiology import metric_radiobiology
 from ..review.pipeline import ReviewResult
 
-FORMAT = "sibspine-metrics/1"
+FORMAT = "sibspine-metrics/2"
 
 
 def _round(v):
@@ -59,6 +72,7 @@ def metrics_dict(result: ReviewResult) -> Dict[str, Any]:
         "case": result.case,
         "level": result.level,
         "protocol": result.protocol.id,
+        "protocol_sha256": result.protocol.checksum,
         "prescription": {
             "dose_gy": result.protocol.prescription_gy,
             "fractions": result.protocol.fractions,
@@ -66,15 +80,24 @@ def metrics_dict(result: ReviewResult) -> Dict[str, Any]:
             "metric": result.protocol.prescription_metric,
         },
         "verdict": result.verdict,
+        "advisory_verdict": result.advisory_verdict,
+        "deviations": list(result.deviations),
+        "problems": list(result.problems),
+        "not_contoured": list(result.not_contoured),
+        "not_evaluated": list(result.not_evaluated),
         "rows": [
             {
                 "structure": r.structure,
                 "metric": r.metric,
                 "value": _round(r.value),
+                "judged_value": _round(r.judged_value),
+                "precision": r.constraint.precision,
                 "unit": r.unit,
                 "optimal": r.optimal_text,
                 "mandatory": r.mandatory_text,
                 "status": r.status,
+                "confirmed": r.constraint.confirmed,
+                "source": r.constraint.source,
                 "message": r.message,
                 "radiobiology": _radiobiology(result, r),
                 "crosscheck": _crosscheck(r),

@@ -5,21 +5,22 @@ from __future__ import annotations
 from typing import List
 
 from ..dose.radiobiology import metric_radiobiology
+from ..protocol.evaluate import status_counts
+from ..review.deviations import NON_PROTOCOL
 from ..review.pipeline import ReviewResult
 from .status_style import STATUS_ANSI, STATUS_LABEL
 
 
-def format_table(result: ReviewResult, color: bool = False) -> str:
+def _rows_table(result: ReviewResult, rows, color: bool) -> List[str]:
     header = ["Structure", "Metric", "Value", "EQD2 (α/β)", "Optimal", "Mandatory", "Status"]
     body: List[List[str]] = []
     p = result.protocol
-    for r in result.rows:
-        value = "-" if r.value is None else f"{r.value:.2f} {r.unit}"
+    for r in rows:
         role = p.structures.get(r.structure)
         rb = metric_radiobiology(r.metric, r.value, p.fractions, role.alpha_beta_gy if role else None)
         eqd2 = "-" if rb is None else f"{rb['eqd2_gy']:.1f} Gy ({rb['alpha_beta_gy']:g})"
         status = STATUS_LABEL[r.status] + ("*" if r.crosscheck is not None and r.crosscheck.flagged else "")
-        body.append([r.structure, r.metric, value, eqd2, r.optimal_text or "-", r.mandatory_text or "-", status])
+        body.append([r.structure, r.metric, r.value_text, eqd2, r.optimal_text or "-", r.mandatory_text or "-", status])
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
 
     def line(cells, status=None):
@@ -29,22 +30,44 @@ def format_table(result: ReviewResult, color: bool = False) -> str:
             return f"{head}\033[{STATUS_ANSI[status]}m{tail}\033[0m"
         return text
 
+    return [line(header), line(["-" * w for w in widths])] + [line(cells, r.status) for cells, r in zip(body, rows)]
+
+
+def counts_text(rows) -> str:
+    return ", ".join(f"{n} {STATUS_LABEL[s].lower()}" for s, n in status_counts(rows).items())
+
+
+def verdict_line(result: ReviewResult) -> str:
+    """ "Verdict: PASS  (6 optimal, 1 acceptable, 6 met)", with NON-PROTOCOL REVIEW when there are deviations."""
+    flag = f"  [{NON_PROTOCOL}]" if result.non_protocol else ""
+    return f"Verdict: {result.verdict.upper()}{flag}  ({counts_text(result.protocol_rows)})"
+
+
+def format_table(result: ReviewResult, color: bool = False) -> str:
+    p = result.protocol
     out = [
-        f"Case {result.case}, level {result.level}, protocol {result.protocol.id} "
-        f"({result.protocol.prescription_gy:g} Gy in {result.protocol.fractions} fractions to "
-        f"{result.protocol.prescription_structure} {result.protocol.prescription_metric})",
-        "",
-        line(header),
-        line(["-" * w for w in widths]),
+        f"Case {result.case}, level {result.level}, protocol {p.id} ({p.prescription_gy:g} Gy in {p.fractions} "
+        f"fractions, {p.prescription_gy / p.fractions:g} Gy per fraction, to {p.prescription_structure} "
+        f"{p.prescription_metric})",
     ]
-    out += [line(cells, r.status) for cells, r in zip(body, result.rows)]
-    counts = {s: sum(r.status == s for r in result.rows) for s in STATUS_LABEL}
-    out += [
-        "",
-        f"Verdict: {result.verdict.upper()}  ("
-        + ", ".join(f"{n} {STATUS_LABEL[s].lower()}" for s, n in counts.items() if n)
-        + ")",
-    ]
+    if result.non_protocol:
+        out += ["", f"*** {NON_PROTOCOL}: the review departs from protocol {p.id} ***"]
+        out += [f"  - {d}" for d in result.deviations]
+    out += ["", "Protocol limits", *_rows_table(result, result.protocol_rows, color)]
+    out += ["", verdict_line(result)]
+    if result.advisory_rows or result.not_contoured:
+        out += [
+            "",
+            "Local defaults to confirm (advisory: they never decide the verdict or the exit code)",
+            *(_rows_table(result, result.advisory_rows, color) if result.advisory_rows else []),
+        ]
+        if result.not_contoured:
+            out += [f"Not contoured (expected at {result.level}): {', '.join(result.not_contoured)}"]
+        if result.advisory_verdict:
+            counts = counts_text(result.advisory_rows)
+            out += [f"Advisory verdict: {result.advisory_verdict.upper()}" + (f"  ({counts})" if counts else "")]
+    if result.not_evaluated:
+        out += ["", "Not evaluated (no protocol structure matches): " + ", ".join(result.not_evaluated)]
     if any(r.crosscheck is not None and r.crosscheck.flagged for r in result.rows):
         out += ["* the two DVH engines disagree on this row; it is judged on the more conservative value."]
     if result.messages:

@@ -8,7 +8,7 @@ from typing import Mapping, Optional, Tuple
 import numpy as np
 
 from ..caseio.case_loader import FRAME_ATTRIBUTE
-from ..protocol.model import Protocol, ProtocolError, level_from_text, prescription_mismatch
+from ..protocol.model import Protocol, ProtocolError, level_from_text
 from .pipeline import ReviewResult, review_case
 
 
@@ -44,12 +44,13 @@ def review_dicom_case(
     role_overrides: Optional[Mapping[str, str]] = None,
     **options,
 ) -> ReviewResult:
-    """Review a loaded case; the RTPLAN's prescription, when it differs from the protocol's, is reported."""
-    result = review_case(case.case_input(case_level(case, level), name), protocol, role_overrides, **options)
-    notes = list(case.messages)
+    """Review a loaded case; the RTPLAN's fractionation and prescription, when they differ from the protocol's,
+    stop a pass (``pipeline._plan_problems``)."""
+    data = case.case_input(case_level(case, level), name)
     if case.prescription is not None:
-        mismatch = prescription_mismatch(protocol, case.prescription.total_dose_gy, case.prescription.fractions)
-        if mismatch:
-            notes.append(mismatch)
+        data.plan_fractions = case.prescription.fractions
+        data.plan_dose_gy = case.prescription.total_dose_gy
+    result = review_case(data, protocol, role_overrides, **options)
+    notes = list(case.messages)
     result.messages = notes + [m for m in result.messages if m not in notes]
     return result

@@ -3,8 +3,9 @@
 * PTV = CTV expanded by the protocol's PTV margins (2 mm axial, 5 mm SI in the seed protocol);
 * PTV_Eval = PTV minus the spinal canal (C1-L5) or minus the sacral canal and sacral foramina (S1-S5);
 * SpinalCord_PRV02 = spinal cord expanded by the PRV margin (2 mm);
-* from the protocol's thecal-sac level (L2) down, the thecal sac is the organ at risk without margin: a
-  missing ThecalSac segment there is warned about.
+* below L2 (from the protocol's thecal-sac level, L3, down) the thecal sac is the organ at risk without
+  margin: a missing ThecalSac segment there is warned about. A target spanning levels (T12-L2, L5-S1)
+  takes the strictest rule of its range and subtracts every canal structure of the levels spanned.
 
 Each volume records its recipe (sources, margins, level, software version). A volume whose sources are
 missing is not built; the reason names the missing structure.
@@ -19,7 +20,7 @@ from typing import Dict, Mapping, Optional, Tuple
 from .. import __version__
 from ..geometry.margins import Margins, expand
 from ..geometry.masks import Mask, union_all
-from ..protocol.model import Protocol, is_sacral, level_index, normalise_level
+from ..protocol.model import Protocol, is_sacral, level_index, level_span, normalise_level, spans_non_sacral
 from ..protocol.roles import RoleResolution, resolve_roles
 from ..warnings import ProtocolWarning
 
@@ -35,8 +36,11 @@ class PlanningVolume:
 
 
 def ptv_eval_exclusions(level: str) -> Tuple[str, ...]:
-    """Structures subtracted from the PTV to make PTV_Eval at this level."""
-    return ("SacralCanal", "SacralForamina") if is_sacral(level) else ("SpinalCanal",)
+    """Structures subtracted from the PTV to make PTV_Eval at this level; a range spanning the lumbosacral
+    junction (L5-S1) subtracts every canal structure of the levels spanned."""
+    return (("SpinalCanal",) if spans_non_sacral(level) else ()) + (
+        ("SacralCanal", "SacralForamina") if is_sacral(level) else ()
+    )
 
 
 def volume_sources(level: str) -> Dict[str, Tuple[str, ...]]:
@@ -45,15 +49,18 @@ def volume_sources(level: str) -> Dict[str, Tuple[str, ...]]:
 
 
 def thecal_sac_is_oar(protocol: Protocol, level: str) -> bool:
-    return level_index(level) >= level_index(protocol.planning.thecal_sac_from_level)
+    """True when the whole target (every level of a range) lies at or below the protocol's thecal-sac level:
+    the strictest cord rule of a range applies."""
+    return level_span(level)[0] >= level_index(protocol.planning.thecal_sac_from_level)
 
 
 CORD_STRUCTURES = ("SpinalCord", PRV)
 
 
 def cord_not_applicable(protocol: Protocol, level: str, resolution: RoleResolution) -> bool:
-    """True where the cord (and its PRV) do not apply: at or below the thecal-sac level with no cord segment
-    (the conus ends around L1-L2). Above that level a missing cord is a missing structure, never this."""
+    """True where the cord (and its PRV) do not apply: the whole target at or below the thecal-sac level (L3:
+    "below L2", the conus ends around L1-L2) and no cord segment. Above it a missing cord is a missing
+    structure, never this; a cord segment present is evaluated at any level."""
     return thecal_sac_is_oar(protocol, level) and resolution.get("SpinalCord") is None
 
 
@@ -145,7 +152,7 @@ def plan_volumes(
 ) -> PlanningOutcome:
     """Resolve the protocol roles among the segments (segment name -> mask) and build the planning volumes."""
     level = normalise_level(level)
-    resolution = resolve_roles(protocol, list(masks), role_overrides)
+    resolution = resolve_roles(protocol, list(masks), role_overrides, masks)
     by_role = {r: masks[s] for r, s in resolution.segment_for_role.items() if s is not None}
     volumes, problems = build_planning_volumes(protocol, by_role, level, ptv_margins, prv_margin_mm)
     return PlanningOutcome(level, resolution, volumes, problems)
