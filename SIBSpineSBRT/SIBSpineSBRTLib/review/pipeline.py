@@ -145,9 +145,9 @@ def _cut_structures(protocol: Protocol, structures: Mapping[str, Mask], dose: Op
 
 
 def _cut_oar_messages(rows: List[ev.RowResult], cut_oars: Mapping[str, Optional[float]]) -> List[str]:
-    """A warning for each row of a cut organ at risk that the missing part could change: any relative or
+    """A warning per cut organ at risk naming its rows that the missing part could change: any relative or
     whole-volume metric, and a hot-spot metric (Dxcc, Dmax) whose value is not above the dose at the cut."""
-    out = []
+    affected: Dict[str, List[str]] = {}
     for r in rows:
         if r.structure not in cut_oars or r.value is None:
             continue
@@ -156,11 +156,15 @@ def _cut_oar_messages(rows: List[ev.RowResult], cut_oars: Mapping[str, Optional[
         hot_spot = (spec.kind == "D" and not spec.relative) or spec.kind == "Dmax"
         if hot_spot and edge is not None and edge < r.value:
             continue  # tissue beyond the cut receives less than this value: it cannot change it
+        affected.setdefault(r.structure, []).append(r.metric)
+    out = []
+    for name, metrics in affected.items():
+        edge = cut_oars[name]
         at = "unknown" if edge is None else f"{edge:.2f} Gy"
         out.append(
-            f"Warning: {r.structure} reaches the end of its image grid (dose there {at}): it is probably cut by the "
-            f"CT or segmentation extent, and {r.structure} {r.metric} may change with the missing part. Extend the CT "
-            "and the contour to judge it."
+            f"Warning: {name} reaches the end of its image grid (dose there {at}): it is probably cut by the CT or "
+            f"segmentation extent, and its {', '.join(metrics)} may change with the missing part. Extend the CT and "
+            "the contour to judge it."
         )
     return out
 

@@ -87,9 +87,23 @@ def build_planning_volumes(
     ctv = masks.get("CTV")
     if ctv is None or ctv.is_empty:
         problems[PTV] = "PTV needs a CTV segment" + (" (the CTV segment is empty)." if ctv is not None else ".")
+    elif ctv.touched_end_slices():
+        problems[PTV] = (
+            f"the CTV reaches the {' and the '.join(ctv.touched_end_slices())} slice of its grid "
+            f"({ctv.geometry.describe()}): it was probably cut by the CT or segmentation extent, and a PTV built "
+            "from it would be cut too. Use a CT and segmentation that cover the whole target with margin."
+        )
     else:
         ptv = expand(ctv, ptv_margins, PTV)
-        built[PTV] = PlanningVolume(PTV, ptv, f"PTV = CTV + {ptv_margins.describe()} (exact margin); {tag}", ("CTV",))
+        if ptv.touched_end_slices():
+            problems[PTV] = (
+                f"the PTV (CTV + {ptv_margins.describe()}) reaches the {' and the '.join(ptv.touched_end_slices())} "
+                f"slice of the grid ({ctv.geometry.describe()}): the grid ends within the margin, so the PTV would "
+                "be cut. Use a CT that extends at least the SI margin beyond the target."
+            )
+        else:
+            recipe = f"PTV = CTV + {ptv_margins.describe()} (exact margin); {tag}"
+            built[PTV] = PlanningVolume(PTV, ptv, recipe, ("CTV",))
 
     exclusions = ptv_eval_exclusions(level)
     missing = [e for e in exclusions if masks.get(e) is None]
