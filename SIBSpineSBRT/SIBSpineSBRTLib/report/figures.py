@@ -1,9 +1,11 @@
 """Report figures with matplotlib (imported lazily; inside Slicer it is installed on first use): slices
-with dose colour-wash and contours, and the cumulative DVH with the protocol's limits drawn on it."""
+with dose colour-wash and contours, and the cumulative DVH with the protocol's limits drawn on it (targets
+in volume %, organs at risk in cc on a log axis, where the D0.03cc hot-spot limits can be seen)."""
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -91,62 +93,357 @@ def slice_png(
     return _png(fig)
 
 
-def dvh_png(
-    curves: Dict[str, Tuple[np.ndarray, np.ndarray]],
-    colors: Dict[str, Tuple[float, float, float]],
-    rows: List[ev.RowResult],
-    volumes_cc: Dict[str, float],
-    prescription_gy: float,
-) -> bytes:
-    """Cumulative DVHs (percent of volume receiving at least a dose) with each Dx limit drawn where it
-    applies: a triangle at (limit dose, volume x) pointing to the allowed side (right: a minimum; left: a
-    maximum), and the plan's value as a dot."""
-    fig = _figure(8.4, 4.4)
-    ax = fig.add_subplot(1, 1, 1)
-    for name, (dose, vol) in curves.items():
-        ax.plot(dose, vol, color=colors.get(name, (0.3, 0.3, 0.3)), linewidth=1.8, label=name)
-    for r in rows:
-        spec = parse_metric(r.metric)
-        if spec.kind != "D" or r.structure not in curves:
+# -- the DVH figure -------------------------------------------------------------------------------------
+
+#: The DVH curves are drawn at dose levels 0, step, 2 step, ... with a step chosen from the highest dose
+#: so that there are at most this many levels (about 250 to 500), whatever the dose's magnitude.
+MAX_DOSE_LEVELS = 600
+_TARGET_LEVELS = 500
+#: The dose axis reaches this factor past the highest limit drawn and the highest Dmax shown.
+DOSE_AXIS_MARGIN = 1.08
+#: The organ-at-risk panel's log volume axis starts here (cc), below the D0.03cc hot-spot volume.
+OAR_MIN_CC = 0.01
+
+TARGET_PANEL, OAR_PANEL = "target", "oar"
+MANDATORY, OPTIMAL = "mandatory", "optimal"
+UPPER, LOWER, TARGET = "upper", "lower", "target"
+#: Marker of a limit bound: a triangle pointing to the allowed side (an upper limit allows lower doses),
+#: a diamond for a stated value (equals +- tolerance).
+_BOUND_MARKER = {UPPER: "<", LOWER: ">", TARGET: "D"}
+_EDGE = "#222222"
+_FAIL_INK = "#c62828"
+
+
+@dataclass(frozen=True)
+class LimitMarker:
+    """One bound of a protocol limit placed on the DVH: at (``dose_gy``, ``volume``) in its panel, the volume
+    in % of the structure on the target panel and in cc on the organ-at-risk panel."""
+
+    structure: str
+    metric: str
+    panel: str  # TARGET_PANEL or OAR_PANEL
+    level: str  # MANDATORY or OPTIMAL
+    bound: str  # UPPER ("max"), LOWER ("min") or TARGET ("equals")
+    dose_gy: float
+    volume: float
+    advisory: bool  # the row's limit is a literature default a clinic must confirm
+
+    @property
+    def gid(self) -> str:
+        return f"limit:{self.structure}:{self.metric}:{self.level}:{self.bound}"
+
+
+@dataclass(frozen=True)
+class PlanPoint:
+    """A row's plan value on its structure's curve (Dx read at volume x)."""
+
+    structure: str
+    metric: str
+    panel: str
+    dose_gy: float
+    volume: float
+    status: str
+    breach: str = ""  # the mandatory bound a failing value breaks, e.g. " > 30"
+
+
+@dataclass
+class DVHPanel:
+    """What one panel of the DVH figure shows: curves (dose levels Gy, volume % or cc) and limits."""
+
+    kind: str  # TARGET_PANEL or OAR_PANEL
+    curves: Dict[str, Tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    markers: List[LimitMarker] = field(default_factory=list)
+    points: List[PlanPoint] = field(default_factory=list)
+    max_dose_gy: float = 0.0  # highest Dmax of the curves shown
+
+    @property
+    def unit(self) -> str:
+        return "%" if self.kind == TARGET_PANEL else "cc"
+
+    def dose_limit_gy(self, prescription_gy: float) -> float:
+        """Right end of the dose axis: past the highest limit drawn, the highest Dmax and the prescription."""
+        top = max([self.max_dose_gy, prescription_gy] + [m.dose_gy for m in self.markers])
+        return DOSE_AXIS_MARGIN * top
+
+
+def dvh_dose_step(max_dose_gy: float, levels: int = _TARGET_LEVELS) -> float:
+    """A round dose step (1, 2, 2.5 or 5 x 10^k Gy) giving about ``levels`` / 2 to ``levels`` curve levels from
+    0 Gy to past ``max_dose_gy`` (``DVH.curve`` then evaluates at most ``levels`` + 2 levels)."""
+    wanted = max(float(max_dose_gy), 1e-6) / levels
+    power = 10.0 ** np.floor(np.log10(wanted))
+    for mantissa in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if mantissa * power >= wanted * (1 - 1e-12):
+            return float(mantissa * power)
+    return float(10.0 * power)  # not reached
+
+
+def _shown_structures(result) -> List[str]:
+    """The structures the DVH shows, in protocol order: those with a limit (and the cord), targets and organs
+    at risk only (CTV and PTV are construction steps, reference structures are not judged)."""
+    p = result.protocol
+    shown = {c.structure for c in p.constraints} | {"SpinalCord"}
+    return [
+        n for n, s in p.structures.items() if n in result.dvhs and n in shown and s.kind in (TARGET_PANEL, OAR_PANEL)
+    ]
+
+
+def _metric_volume(metric: str, panel: str, dvh) -> Optional[float]:
+    """The volume at which a Dx metric is read, in the panel's unit (% or cc); None for metrics that are not a
+    dose at a volume (V metrics, Dmean, Dmax, Dmin, DCxcc critical-volume metrics, unknown names)."""
+    if str(metric).strip().upper().startswith("DC"):
+        return None
+    try:
+        spec = parse_metric(metric)
+    except ValueError:
+        return None
+    if spec.kind != "D" or spec.value is None:
+        return None
+    total = dvh.evaluated_volume_cc
+    if panel == TARGET_PANEL:
+        return spec.value if spec.relative else 100.0 * spec.value / max(total, 1e-12)
+    return spec.value * total / 100.0 if spec.relative else spec.value
+
+
+def _bounds(limit) -> List[Tuple[str, float]]:
+    if limit is None:
+        return []
+    if limit.target is not None:
+        return [(TARGET, float(limit.target))]
+    out = [(LOWER, float(limit.lower))] if limit.lower is not None else []
+    return out + ([(UPPER, float(limit.upper))] if limit.upper is not None else [])
+
+
+def dvh_panels(result, step_gy: Optional[float] = None) -> Tuple[List[DVHPanel], float]:
+    """The panels of a review's DVH figure and the dose step of their curves: the targets in volume %, the
+    organs at risk in cc (each only when it has a curve), with every Dx limit bound that can be placed.
+
+    The curves are ``DVH.curve`` (the exact V at each level, computed in one pass over the samples); the cc
+    curve is that fraction of the volume inside the dose grid, i.e. ``DVH.volumes_at_doses_cc`` at the same
+    levels, without its cost per level and sample."""
+    names = _shown_structures(result)
+    if step_gy is None:
+        step_gy = dvh_dose_step(max([result.dvhs[n].max for n in names] + [0.0]))
+    structures = result.protocol.structures
+    panels = {k: DVHPanel(k) for k in (TARGET_PANEL, OAR_PANEL)}
+    for name in names:
+        dvh = result.dvhs[name]
+        panel = panels[structures[name].kind]
+        dose, pct = dvh.curve(step_gy)
+        volume = pct if panel.kind == TARGET_PANEL else pct * (dvh.evaluated_volume_cc / 100.0)
+        panel.curves[name] = (dose, volume)
+        panel.max_dose_gy = max(panel.max_dose_gy, float(dvh.max))
+    for row in result.rows:
+        if row.structure not in names:
             continue
-        pct = spec.value if spec.relative else 100.0 * spec.value / max(volumes_cc.get(r.structure, 0.0), 1e-9)
-        color = colors.get(r.structure, (0.3, 0.3, 0.3))
-        for limit, edge in ((r.constraint.mandatory, "#d32f2f"), (r.constraint.optimal, "#2e9e40")):
-            if limit is None:
-                continue
-            bounds = [(limit.target, "v")] if limit.target is not None else []
-            bounds += [(limit.lower, ">")] if limit.lower is not None else []
-            bounds += [(limit.upper, "<")] if limit.upper is not None else []
-            for gy, marker in bounds:
-                ax.plot([gy], [pct], marker=marker, markersize=8, color=edge, markeredgecolor="black", linestyle="")
-        if r.value is not None:
-            ax.plot([r.value], [pct], marker="o", markersize=5, color=color, markeredgecolor="black")
-    ax.axvline(prescription_gy, color="#555555", linewidth=0.8, linestyle=":")
-    ax.set_xlabel("Dose (Gy)")
-    ax.set_ylabel("Volume (%)")
-    ax.set_ylim(0, 102)
-    ax.set_xlim(0, max([d[-1] for d, _ in curves.values() if len(d)] + [prescription_gy * 1.7]))
-    ax.grid(True, alpha=0.3)
+        panel = panels[structures[row.structure].kind]
+        dvh = result.dvhs[row.structure]
+        volume = _metric_volume(row.metric, panel.kind, dvh)
+        if volume is None:
+            continue
+        c = row.constraint
+        for level, limit in ((MANDATORY, c.mandatory), (OPTIMAL, c.optimal)):
+            for bound, gy in _bounds(limit):
+                panel.markers.append(
+                    LimitMarker(row.structure, row.metric, panel.kind, level, bound, gy, volume, not c.confirmed)
+                )
+        if row.value is not None:
+            value = float(row.value)
+            breach = ""
+            if c.mandatory is not None and c.mandatory.upper is not None and value > c.mandatory.upper:
+                breach = f" > {c.mandatory.upper:g}"
+            elif c.mandatory is not None and c.mandatory.lower is not None and value < c.mandatory.lower:
+                breach = f" < {c.mandatory.lower:g}"
+            panel.points.append(PlanPoint(row.structure, row.metric, panel.kind, value, volume, row.status, breach))
+    return [p for p in panels.values() if p.curves], step_gy
+
+
+def _luminance(color) -> float:
+    r, g, b = color[:3]
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _ink(color, most: float = 0.5):
+    """The colour darkened (hue kept) until it reads on white: for text and the edges of hollow markers."""
+    lum = _luminance(color)
+    return tuple(float(v) * most / lum for v in color[:3]) if lum > most else tuple(float(v) for v in color[:3])
+
+
+def _outline(color):
+    """A thin dark outline for light colours (yellow, pale blue), which do not show on white alone."""
+    from matplotlib import patheffects
+
+    if _luminance(color) <= 0.7:
+        return None
+    return [patheffects.Stroke(linewidth=3.4, foreground="#4a4a4a"), patheffects.Normal()]
+
+
+def _marker_style(color, level: str, advisory: bool) -> dict:
+    filled = level == MANDATORY
+    return dict(
+        marker=None,  # set per bound
+        s=88 if filled else 80,
+        facecolors=[color] if filled else ["white"],
+        edgecolors=[_EDGE if filled else _ink(color, 0.55)],
+        linewidths=1.0 if filled else 1.9,
+        linestyles="--" if advisory else "-",
+        alpha=0.5 if advisory else 1.0,
+        zorder=6,
+    )
+
+
+def _draw_panel(ax, panel: DVHPanel, colors: Dict[str, Tuple[float, float, float]], prescription_gy: float) -> None:
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    grey = (0.45, 0.45, 0.45)
+    for name, (dose, volume) in panel.curves.items():
+        color = colors.get(name, grey)
+        ax.plot(dose, volume, color=color, linewidth=2.0, label=name, gid=f"curve:{name}", path_effects=_outline(color))
+    for m in panel.markers:
+        style = _marker_style(colors.get(m.structure, grey), m.level, m.advisory)
+        style["marker"] = _BOUND_MARKER[m.bound]
+        ax.scatter([m.dose_gy], [m.volume], gid=m.gid, clip_on=False, **style)  # inside the limits set below
+    failures = 0
+    for pt in panel.points:
+        color = colors.get(pt.structure, grey)
+        failed = pt.status == ev.FAIL
+        ax.plot(
+            [pt.dose_gy],
+            [pt.volume],
+            marker="o",
+            markersize=5.5,
+            color=color,
+            markeredgecolor=_FAIL_INK if failed else _EDGE,
+            markeredgewidth=1.6 if failed else 0.8,
+            linestyle="",
+            zorder=7,
+            gid=f"value:{pt.structure}:{pt.metric}",
+        )
+        if failed:
+            right = pt.dose_gy <= 0.6 * panel.dose_limit_gy(prescription_gy)  # else the text goes left
+            ax.annotate(
+                f"{pt.structure} {pt.metric} {pt.dose_gy:.2f} Gy{pt.breach}",
+                (pt.dose_gy, pt.volume),
+                xytext=(7 if right else -7, 9 + 14 * failures),  # stacked: two may fail at one point
+                textcoords="offset points",
+                ha="left" if right else "right",
+                fontsize=9,
+                fontweight="bold",
+                color=_FAIL_INK,
+                bbox=dict(boxstyle="round,pad=0.2", facecolor="white", edgecolor="none", alpha=0.85),
+                zorder=8,
+            )
+            failures += 1
+    x_max = panel.dose_limit_gy(prescription_gy)
+    ax.set_xlim(0, x_max)
+    if panel.kind == TARGET_PANEL:
+        ax.set_ylim(0, 105)
+        ax.set_ylabel("Volume (% of structure)", fontsize=10.5)
+        ax.set_title("Targets: volume %", fontsize=10.5, loc="left")
+    else:
+        volumes = [float(v[0]) for _, v in panel.curves.values() if len(v)] + [m.volume for m in panel.markers]
+        y_min = min([OAR_MIN_CC] + [0.5 * m.volume for m in panel.markers if m.volume > 0])
+        y_max = max(volumes + [1.0]) * 1.8
+        ax.set_yscale("log", nonpositive="clip")
+        ax.set_ylim(y_min, y_max)
+        ticks = [t * 10.0**k for k in range(-4, 6) for t in (1.0, 3.0)]
+        ax.yaxis.set_major_locator(FixedLocator([t for t in ticks if y_min <= t <= y_max]))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylabel("Volume (cc, log scale)", fontsize=10.5)
+        ax.set_title("Organs at risk: absolute volume", fontsize=10.5, loc="left")
+    ax.axvline(prescription_gy, color="#555555", linewidth=1.0, linestyle=":", zorder=1, gid="prescription")
+    ax.text(
+        prescription_gy,
+        1.0,
+        f" Rx {prescription_gy:g} Gy",
+        transform=ax.get_xaxis_transform(),
+        ha="left",
+        va="top",
+        fontsize=9,
+        color="#333333",
+        bbox=dict(boxstyle="square,pad=0.15", facecolor="white", edgecolor="none", alpha=0.8),
+    )
+    ax.set_xlabel("Dose (Gy)", fontsize=10.5)
+    ax.tick_params(labelsize=9.5)
+    ax.grid(True, which="major", alpha=0.3)
+    names = list(panel.curves)
+    ax.legend(  # under the panel: inside it would hide curves or limits
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.13),
+        ncol=min(3, len(names)),
+        fontsize=10,
+        frameon=False,
+        labelcolor=[_ink(colors.get(n, grey)) for n in names],
+        handlelength=1.6,
+        columnspacing=1.2,
+    )
+
+
+def _marker_key(fig) -> None:
+    """The key of the marker shapes, under the panels."""
     from matplotlib.lines import Line2D
 
-    legend_extra = [
-        Line2D([], [], marker=">", color="#d32f2f", markeredgecolor="black", linestyle="", label="mandatory minimum"),
-        Line2D([], [], marker="<", color="#d32f2f", markeredgecolor="black", linestyle="", label="mandatory maximum"),
-        Line2D([], [], marker=">", color="#2e9e40", markeredgecolor="black", linestyle="", label="optimal minimum"),
-        Line2D([], [], marker="<", color="#2e9e40", markeredgecolor="black", linestyle="", label="optimal maximum"),
-        Line2D([], [], marker="o", color="white", markeredgecolor="black", linestyle="", label="plan value"),
+    def key(marker, filled, label, advisory=False):
+        return Line2D(
+            [],
+            [],
+            marker=marker,
+            markersize=8,
+            linestyle="",
+            color="0.55" if filled else "white",
+            markeredgecolor=_EDGE if filled else "0.35",
+            markeredgewidth=1.0 if filled else 1.7,
+            alpha=0.5 if advisory else 1.0,
+            label=label,
+        )
+
+    handles = [
+        key("<", True, "mandatory max"),
+        key(">", True, "mandatory min"),
+        key("<", False, "optimal max"),
+        key(">", False, "optimal min"),
+        key("D", False, "optimal value"),
+        key("<", True, "advisory (unconfirmed)", advisory=True),
+        Line2D(
+            [], [], marker="o", markersize=5.5, color="0.55", markeredgecolor=_EDGE, linestyle="", label="plan value"
+        ),
     ]
-    handles, _ = ax.get_legend_handles_labels()
-    ax.legend(handles=handles + legend_extra, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), framealpha=0.9)
-    fig.tight_layout()
-    return _png(fig)
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=len(handles),
+        fontsize=9,
+        handletextpad=0.3,
+        columnspacing=1.2,
+        title="Limits (in the colour of their structure)",
+        title_fontsize=9,
+        framealpha=1.0,
+        edgecolor="0.8",
+    )
+
+
+def review_dvh_figure(result, step_gy: Optional[float] = None):
+    """The DVH figure of a review (matplotlib Figure), or None without DVHs: the targets in volume % (left),
+    the organs at risk in cc on a log axis (right, so that D0.03cc and Dxcc limits show), each protocol limit
+    a marker in its structure's colour at (limit dose, metric volume), the prescription line labelled."""
+    if not result.dvhs:
+        return None
+    panels, _ = dvh_panels(result, step_gy)
+    if not panels:
+        return None
+    p = result.protocol
+    colors = {n: tuple(s.color) for n, s in p.structures.items()}
+    fig = _figure(4.9 * len(panels) + 0.2, 5.4)
+    fig.set_layout_engine("constrained", w_pad=0.08, wspace=0.06)
+    for i, panel in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        ax.set_gid(f"dvh-{panel.kind}")
+        _draw_panel(ax, panel, colors, p.prescription_gy)
+    _marker_key(fig)
+    return fig
 
 
 def review_dvh_png(result) -> Optional[bytes]:
-    """The DVH figure of a review (its evaluated structures, the protocol's limits), or None without DVHs."""
-    if not result.dvhs:
-        return None
-    p = result.protocol
-    colors = {n: s.color for n, s in p.structures.items()}
-    volumes = {n: d.evaluated_volume_cc for n, d in result.dvhs.items()}
-    return dvh_png(result.dvh_curves(), colors, result.rows, volumes, p.prescription_gy)
+    """The DVH figure of a review as PNG (``review_dvh_figure``), or None without DVHs."""
+    fig = review_dvh_figure(result)
+    return None if fig is None else _png(fig)
