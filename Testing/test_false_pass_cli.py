@@ -121,3 +121,24 @@ def test_dose_in_cgy_read_as_gy_is_refused(exported, tmp_path):
     ds.save_as(case / "RTDOSE.dcm")
     proc, doc = review(case, tmp_path / "out", "--level", "T8")
     assert proc.returncode == 2 and "unit error" in proc.stderr and doc is None
+
+
+def test_ct_ending_halfway_through_the_target(exported, tmp_path):
+    """A CT series cut mid-target: the review is not a pass, and ``volumes`` writes nothing."""
+    case = copy_case(exported, tmp_path / "case")
+    rs = pydicom.dcmread(case / "RTSTRUCT.dcm")
+    gtv = next(r.ROINumber for r in rs.StructureSetROISequence if r.ROIName == "GTV")
+    contours = next(c for c in rs.ROIContourSequence if c.ReferencedROINumber == gtv).ContourSequence
+    z_mid = float(np.median([float(c.ContourData[2]) for c in contours]))
+    removed = 0
+    for f in sorted((case / "CT").iterdir()):
+        if float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]) > z_mid:
+            f.unlink()
+            removed += 1
+    assert removed > 5
+    proc, doc = review(case, tmp_path / "out", "--level", "T8")
+    assert proc.returncode == 2 and doc["verdict"] != "pass", proc.stdout
+    assert any("cut by the CT or segmentation extent" in r["message"] for r in doc["rows"] if r["structure"] == "GTV")
+    out = tmp_path / "volumes.dcm"
+    proc = run("volumes", "--dicom", case, "--level", "T8", "--out", out)
+    assert proc.returncode == 2 and "cut" in proc.stderr and not out.exists()
