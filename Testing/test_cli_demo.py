@@ -12,7 +12,7 @@ from conftest import REPO
 
 pytestmark = pytest.mark.mrml
 
-STATUSES = {"optimal", "acceptable", "fail", "not_evaluable"}
+STATUSES = {"optimal", "acceptable", "met", "fail", "not_evaluable", "not_applicable"}
 
 
 def run(*args, cwd=REPO):
@@ -21,7 +21,7 @@ def run(*args, cwd=REPO):
 
 
 def check_schema(doc):
-    assert doc["format"] == "sibspine-metrics/1"
+    assert doc["format"] == "sibspine-metrics/2"
     assert isinstance(doc["case"], str) and doc["level"] == "T8" and doc["protocol"] == "mitsuyoshi2025"
     assert doc["verdict"] in ("pass", "fail", "incomplete")
     for row in doc["rows"]:

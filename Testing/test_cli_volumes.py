@@ -108,7 +108,7 @@ def test_margin_and_role_overrides(case_file, tmp_path):
         (["--level", "S2"], "missing segment: SacralCanal, SacralForamina"),
         (["--level", "T8", "--role", "SpinalCord=Nope"], "there is no segment named Nope"),
         (["--level", "T13"], "not one of C1-C7"),
-        (["--level", "T8", "--prv-margin-mm", "-2"], "must be a number of mm >= 0"),
+        (["--level", "T8", "--prv-margin-mm", "-2"], "must be a number of mm from 0 to 50"),
         (["--level", "T8", "--ptv-margin-mm", "2,5"], "give 1, 3 (LR,AP,SI) or 6"),
         (["--level", "T8", "--ptv-margin-mm", "2,2,-5"], "must be a finite number of mm >= 0"),
     ],

@@ -16,6 +16,12 @@ How the pieces are chosen (an ambiguity is an error that names the candidates, n
   doses alone are refused (the review needs the plan dose);
 * plan: the RTPLAN the dose references, else the only RTPLAN.
 
+Every ROI of the structure set becomes its own segment, named as drawn and tagged with its ROI number; ROIs
+are never merged by name (two ROIs named SpinalCord are ``SpinalCord [ROI 3]`` and ``SpinalCord [ROI 7]``,
+and which one is the cord is asked, see ``protocol.roles``). An ROI with an unusable closed contour (crossing
+itself, fewer than 3 distinct points) is left out, with a message naming it, its number and the slice
+(``rtstruct_read``).
+
 A structure set, dose or plan on another frame of reference than the planning CT raises
 ``FrameOfReferenceError``: it is never overlaid. MR series on another frame are loaded (they are not
 registered to the CT; the message says so). A corrupt file is named in ``messages`` and left out; if it
@@ -26,8 +32,9 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
+from ..protocol.model import name_key
 from ..warnings import SIBSpineWarning
 from .dicom_image import ImageSeries, read_image_series
 from .dicom_scan import DicomFile, DicomScan, ImageSeriesFiles, scan_folder
@@ -41,13 +48,13 @@ from .errors import (
 )
 from .rtdose import RTDose, read_rtdose
 from .rtplan import Prescription, read_rtplan
-from .rtstruct_read import RoiContours, StructureSet, read_rtstruct, structure_set_masks, unique_roi_names
+from .rtstruct_read import RoiContours, StructureSet, read_rtstruct, roi_keys, structure_set_masks
 
 #: Node attributes and segment tags this loader sets (values never hold patient data).
 SERIES_UID_ATTRIBUTE = "DICOM.SeriesInstanceUID"
 INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"  # what Slicer's DICOM plugins set (space-separated)
 FRAME_ATTRIBUTE = "SIBSpineSBRT.FrameOfReferenceUID"
-ROI_NUMBER_TAG = "SIBSpineSBRT.ROINumber"
+ROI_NUMBER_TAG = "SIBSpineSBRT.ROINumber"  # the same tag as ``mrml.segmentations.ROI_NUMBER_TAG``
 ROI_TYPE_TAG = "SIBSpineSBRT.RTROIInterpretedType"
 
 PLAN_SUMMATION_TYPES = ("PLAN", "MULTI_PLAN", "RECORD")
@@ -56,7 +63,9 @@ PLAN_SUMMATION_TYPES = ("PLAN", "MULTI_PLAN", "RECORD")
 @dataclass
 class DicomCase:
     """A case loaded into MRML (see the module doc). Nodes: ``ct``, ``mr`` (list), ``segmentation`` and
-    ``dose`` (None when the folder has none). ``contours`` maps segment name -> raw ROI contours."""
+    ``dose`` (None when the folder has none). ``contours`` maps structure key -> raw ROI contours: the ROI
+    name, or ``Name [ROI n]`` when several ROIs carry the name (``rtstruct_read.roi_keys``; the segmentation
+    holds each ROI as its own segment, named as drawn and tagged with its ROI number)."""
 
     scene: object
     ct: object
@@ -396,33 +405,35 @@ def load_dicom_case(
 
         seg_node, contours = None, {}
         if structure_set is not None:
-            names = unique_roi_names(structure_set.rois)
-            for roi, name in zip(structure_set.rois, names):
-                if name != roi.name:
-                    messages.append(
-                        f"{structure_set.path}: ROI name '{roi.name}' is used more than once; ROI {roi.number} is "
-                        f"loaded as '{name}'."
-                    )
+            where = structure_set.path or "RTSTRUCT"
+            keys = roi_keys(structure_set.rois)
+            groups: Dict[str, List[Tuple[RoiContours, str]]] = {}
+            for roi, key in zip(structure_set.rois, keys):
+                if key != roi.name:
+                    groups.setdefault(name_key(roi.name), []).append((roi, key))
                 if not roi.closed_planar():
-                    messages.append(
-                        f"{structure_set.path}: ROI '{roi.name}' has no closed planar contour; its segment is empty."
-                    )
+                    messages.append(f"{where}: ROI {roi.label} has no closed planar contour; its segment is empty.")
+            for members in groups.values():
+                messages.append(
+                    f"{where}: ROIs {', '.join(r.label for r, _ in members)} have the same name (case, spaces, '_' "
+                    f"and '-' ignored); each is kept as its own structure: {', '.join(k for _, k in members)}."
+                )
             masks = structure_set_masks(structure_set, ct.geometry)
             seg_node = segs.new_segmentation(mrml_scene, "Structures", ct.geometry)
             seg_node.SetNodeReferenceID(seg_node.GetReferenceImageGeometryReferenceRole(), ct_node.GetID())
-            for roi, name in zip(structure_set.rois, names):
-                mask: Mask = masks[name]
+            for roi, key in zip(structure_set.rois, keys):
+                mask: Mask = masks[key]
                 if roi.closed_planar() and mask.is_empty:
                     messages.append(
-                        f"{structure_set.path}: ROI '{name}' has contours but covers no CT voxel centre (too small, "
-                        "or outside the CT); its segment is empty."
+                        f"{where}: ROI {roi.label} has contours but covers no CT voxel centre (too small, or "
+                        "outside the CT); its segment is empty."
                     )
-                sid = segs.add_source_segment(seg_node, mask, name, roi.color)
+                sid = segs.add_source_segment(seg_node, mask, roi.name, roi.color, allow_same_name=True)
                 segment = seg_node.GetSegmentation().GetSegment(sid)
                 segment.SetTag(ROI_NUMBER_TAG, str(roi.number))
                 if roi.interpreted_type:
                     segment.SetTag(ROI_TYPE_TAG, roi.interpreted_type)
-                contours[name] = roi
+                contours[key] = roi
             seg_node.SetAttribute(SERIES_UID_ATTRIBUTE, structure_set.series_uid)
             _place(sh, study, seg_node, structure_set.series_uid)
 

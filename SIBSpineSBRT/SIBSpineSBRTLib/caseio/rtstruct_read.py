@@ -1,8 +1,18 @@
 """RTSTRUCT: ROIs as raw contours (kept for a contour-based DVH) and as masks on the planning CT grid.
 
 Reading keeps every ROI with its number, name, colour, interpreted type, frame of reference and contours
-(LPS points as stored, with their geometric type and referenced image). Nothing is dropped: open
-contours and points are kept raw, they are just not part of a mask.
+(LPS points with their geometric type and referenced image). Open contours and points are kept raw, they
+are just not part of a mask. ROIs are never merged by name: two ROIs with one name are two structures, keyed
+``SpinalCord [ROI 3]`` and ``SpinalCord [ROI 7]`` (``roi_keys``; ``protocol.roles`` refuses to guess which).
+
+Closed planar contours are checked as they are read (``check_contour``):
+
+* repaired, and said so (a ``DicomWarning`` and ``StructureSet.messages``), only what is unambiguous: a point
+  repeated consecutively, and an explicit closing point equal to the first (both within 0.001 mm);
+* refused: a contour with fewer than 3 distinct points, or one whose edges cross (a bow-tie: the inside is
+  not what was drawn). The whole ROI is then left out (``StructureSet.refused``, with the reason naming the
+  ROI, its number and the slice's DICOM z), so a protocol role it would have filled is missing, never
+  evaluated on a wrong shape.
 
 Masks on a grid (``rasterize_roi``)
 -----------------------------------
@@ -34,6 +44,7 @@ import numpy as np
 
 from ..geometry.grid import ImageGeometry
 from ..geometry.masks import Mask
+from ..protocol.roles import StructureInfo, StructureMasks, structure_keys
 from .dicom_image import lps_to_ras
 from .dicom_scan import read_dataset
 from .errors import DicomWarning, RTStructError
@@ -43,6 +54,12 @@ from .errors import DicomWarning, RTStructError
 PLANARITY_TOLERANCE_MM = 0.05
 #: Contour planes closer than this are one plane (mm).
 PLANE_MERGE_MM = 0.01
+#: Consecutive contour points closer than this (in every coordinate) are one point (mm).
+POINT_MERGE_MM = 1e-3
+#: A contour plane farther than this from the nearest CT slice centre is "between slices" (mm).
+OFF_SLICE_MM = 0.05
+#: Fix named in every refusal of a contour.
+CONTOUR_FIX = "Redraw or repair the contour in the planning system and export the structure set again."
 
 
 @dataclass
@@ -69,6 +86,12 @@ class RoiContours:
     frame_of_reference_uid: str
     contours: List[ContourItem] = field(default_factory=list)
     generation_algorithm: str = ""
+    problem: str = ""  # why the ROI was left out of the case (``StructureSet.refused``); "" when usable
+
+    @property
+    def label(self) -> str:
+        """``'GTV' (ROI number 3)``: how messages name the ROI."""
+        return f"'{self.name}' (ROI number {self.number})"
 
     def closed_planar(self) -> List[ContourItem]:
         return [c for c in self.contours if c.geometric_type == "CLOSED_PLANAR" and len(c.points_lps) >= 3]
@@ -99,11 +122,19 @@ class StructureSet:
     referenced_series_uids: Tuple[str, ...]
     rois: List[RoiContours]
     dataset: object = field(default=None, repr=False)
+    refused: List[RoiContours] = field(default_factory=list)  # left out: see each ROI's ``problem``
+    messages: List[str] = field(default_factory=list)  # repairs and refusals (also issued as DicomWarning)
 
     def roi(self, name: str) -> RoiContours:
-        for r in self.rois:
-            if r.name == name:
-                return r
+        """The ROI with this key (see ``roi_keys``) or this name; a name several ROIs carry is a KeyError."""
+        by_key = dict(zip(roi_keys(self.rois), self.rois))
+        if name in by_key:
+            return by_key[name]
+        hits = [r for r in self.rois if r.name == name]
+        if len(hits) == 1:
+            return hits[0]
+        if hits:
+            raise KeyError(f"{len(hits)} ROIs are named {name} (ROI numbers {', '.join(str(r.number) for r in hits)})")
         raise KeyError(name)
 
     @property
@@ -122,6 +153,154 @@ def _color(value) -> Tuple[float, float, float]:
     except (TypeError, ValueError):
         pass
     return (0.5, 0.5, 0.5)
+
+
+def _in_plane(points: np.ndarray) -> np.ndarray:
+    """(N, 2) coordinates of a planar polygon in its plane: the coordinate most along the plane's normal (the
+    points' least-spread direction, which a bow-tie's cancelling lobes do not disturb) dropped, which keeps
+    which edges cross."""
+    p = np.asarray(points, np.float64)
+    spread = np.ptp(p, axis=0)
+    if np.count_nonzero(spread <= 1e-9) == 1:
+        drop = int(np.argmin(spread))  # the usual case: a contour in an axial, sagittal or coronal plane
+    else:
+        normal = np.linalg.svd(p - p.mean(axis=0), full_matrices=False)[2][-1]
+        drop = int(np.argmax(np.abs(normal)))
+    return np.delete(p, drop, axis=1)
+
+
+def crossing_edges(ring: np.ndarray) -> Optional[Tuple[int, int]]:
+    """The first pair (i, j) of edges of the closed polygon ``ring`` ((N, 2) points, closed implicitly; edge i
+    runs from point i to point i+1) that cross each other, or None. Only proper crossings count: edges sharing
+    a point, touching or running along each other (a keyhole's cut) do not.
+
+    Vectorised sweep: edges sorted by their smallest x, each tested against those whose x ranges overlap
+    (a few per edge for a drawn contour), then by orientation signs."""
+    a = np.asarray(ring, np.float64)
+    n = len(a)
+    if n < 4:
+        return None
+    b = np.roll(a, -1, axis=0)
+    xmin, xmax = np.minimum(a[:, 0], b[:, 0]), np.maximum(a[:, 0], b[:, 0])
+    ymin, ymax = np.minimum(a[:, 1], b[:, 1]), np.maximum(a[:, 1], b[:, 1])
+    order = np.argsort(xmin, kind="stable")
+    ends = np.searchsorted(xmin[order], xmax[order], side="right")
+    counts = np.maximum(ends - np.arange(n) - 1, 0)
+    total = int(counts.sum())
+    if total == 0:
+        return None
+    pos = np.repeat(np.arange(n), counts)
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    i, j = order[pos], order[pos + 1 + (np.arange(total) - first)]
+    gap = np.abs(i - j)
+    keep = (gap != 1) & (gap != n - 1) & (ymin[i] <= ymax[j]) & (ymin[j] <= ymax[i])
+    i, j = i[keep], j[keep]
+    if i.size == 0:
+        return None
+    scale = float(np.max(np.ptp(a, axis=0))) or 1.0
+    eps = 1e-9 * scale * scale
+
+    def side(p, q, r):
+        o = (q[:, 0] - p[:, 0]) * (r[:, 1] - p[:, 1]) - (q[:, 1] - p[:, 1]) * (r[:, 0] - p[:, 0])
+        return np.where(o > eps, 1, np.where(o < -eps, -1, 0))
+
+    crossing = (side(a[i], b[i], a[j]) * side(a[i], b[i], b[j]) < 0) & (
+        side(a[j], b[j], a[i]) * side(a[j], b[j], b[i]) < 0
+    )
+    if not crossing.any():
+        return None
+    m = int(np.argmax(crossing))
+    return tuple(sorted((int(i[m]), int(j[m]))))
+
+
+@dataclass
+class ContourCheck:
+    """What ``check_contour`` found: the points to use, what was repaired, and why the contour is refused."""
+
+    points: np.ndarray
+    repeated_points: int = 0  # consecutive repeats dropped
+    closing_point: bool = False  # an explicit closing point (equal to the first) dropped
+    problem: str = ""  # "" when usable
+
+
+def check_contour(points_lps: np.ndarray) -> ContourCheck:
+    """Check one closed planar contour: drop consecutive repeats and an explicit closing point (unambiguous
+    repairs), refuse fewer than 3 distinct points or crossing edges (see the module doc)."""
+    p = np.asarray(points_lps, np.float64).reshape(-1, 3)
+    if len(p) == 0:
+        return ContourCheck(p, problem="has no points")
+    keep = np.ones(len(p), bool)
+    keep[1:] = np.any(np.abs(np.diff(p, axis=0)) > POINT_MERGE_MM, axis=1)
+    repeated = int(len(p) - keep.sum())
+    p = p[keep]
+    closing = False
+    while len(p) > 1 and np.all(np.abs(p[-1] - p[0]) <= POINT_MERGE_MM):
+        p, closing = p[:-1], True
+    if len(p) < 3:
+        return ContourCheck(
+            p,
+            repeated,
+            closing,
+            f"has {len(p)} distinct point{'s' if len(p) != 1 else ''} (a closed contour needs at least 3)",
+        )
+    crossed = crossing_edges(_in_plane(p))
+    if crossed is not None:
+        i, j = crossed
+        return ContourCheck(
+            p,
+            repeated,
+            closing,
+            f"crosses itself (its edge from point {i + 1} to {i + 2} crosses the edge from point {j + 1} to "
+            f"{(j + 1) % len(p) + 1}), so what it encloses is not what was drawn",
+        )
+    return ContourCheck(p, repeated, closing)
+
+
+def _z_list(zs: List[float]) -> str:
+    shown = ", ".join(f"{z:.2f}" for z in zs[:4])
+    return shown + (f" and {len(zs) - 4} more" if len(zs) > 4 else "") + " mm"
+
+
+def _check_roi(roi: RoiContours, where: str) -> List[str]:
+    """Repair and check the ROI's closed planar contours in place; sets ``roi.problem`` when the ROI must be
+    left out. Returns the messages (repairs, refusal)."""
+    messages: List[str] = []
+    repeated = closing = 0
+    refused: List[Tuple[float, str]] = []
+    for c in roi.contours:
+        if c.geometric_type != "CLOSED_PLANAR":
+            continue
+        z = float(np.mean(c.points_lps[:, 2])) if len(c.points_lps) else float("nan")
+        check = check_contour(c.points_lps)
+        c.points_lps = check.points
+        repeated += check.repeated_points
+        closing += int(check.closing_point)
+        if check.problem:
+            refused.append((z, check.problem))
+    if repeated or closing:
+        parts = []
+        if closing:
+            parts.append(
+                f"{closing} contour{'s' if closing > 1 else ''} repeat{'s' if closing == 1 else ''} the "
+                "first point at the end"
+            )
+        if repeated:
+            parts.append(f"{repeated} point{'s repeat' if repeated > 1 else ' repeats'} the point before")
+        messages.append(
+            f"{where}: ROI {roi.label}: {' and '.join(parts)}; the repeated points were dropped (the contours are "
+            "otherwise as stored)."
+        )
+    if refused:
+        first_z, first_problem = refused[0]
+        more = ""
+        if len(refused) > 1:
+            more = f" ({len(refused)} contours are refused, at DICOM z = {_z_list([z for z, _ in refused])})"
+        roi.problem = (
+            f"{where}: ROI {roi.label} is left out of the case: its closed contour on the slice at DICOM z = "
+            f"{first_z:.2f} mm {first_problem}{more}. {CONTOUR_FIX}"
+        )
+        messages.append(roi.problem)
+    return messages
 
 
 def read_rtstruct(source) -> StructureSet:
@@ -198,9 +377,13 @@ def read_rtstruct(source) -> StructureSet:
         if roi is not None:
             roi.interpreted_type = str(getattr(item, "RTROIInterpretedType", "") or "")
     top_frame = str(getattr(ds, "FrameOfReferenceUID", "") or "")
+    messages: List[str] = []
     for roi in rois.values():
         if not roi.frame_of_reference_uid:
             roi.frame_of_reference_uid = frames[0] if len(frames) == 1 else top_frame
+        messages.extend(_check_roi(roi, where))
+    for m in messages:
+        warnings.warn(m, DicomWarning, stacklevel=2)
     return StructureSet(
         path=path,
         sop_instance_uid=str(getattr(ds, "SOPInstanceUID", "") or ""),
@@ -209,8 +392,10 @@ def read_rtstruct(source) -> StructureSet:
         label=str(getattr(ds, "StructureSetLabel", "") or ""),
         frame_of_reference_uids=tuple(dict.fromkeys(frames + ([top_frame] if top_frame else []))),
         referenced_series_uids=tuple(dict.fromkeys(series)),
-        rois=[rois[k] for k in sorted(rois)],
+        rois=[rois[k] for k in sorted(rois) if not rois[k].problem],
         dataset=ds,
+        refused=[rois[k] for k in sorted(rois) if rois[k].problem],
+        messages=messages,
     )
 
 
@@ -264,15 +449,24 @@ def _planes(roi: RoiContours, geometry: ImageGeometry, where: str):
         spread = (ijk[:, 2].max() - ijk[:, 2].min()) * sk
         if spread > PLANARITY_TOLERANCE_MM:
             raise RTStructError(
-                f"{where}: ROI '{roi.name}' contour {n + 1} is not in a slice plane of the image grid (its points "
-                f"span {spread:.2f} mm across the slices). Contours must be drawn on the planning CT's slices; "
-                "re-export the structure set on the planning CT."
+                f"{where}: ROI {roi.label} contour {n + 1} (DICOM z = {np.mean(c.points_lps[:, 2]):.2f} mm) is not "
+                f"in a slice plane of the image grid (its points span {spread:.2f} mm across the slices). Contours "
+                "must be drawn on the planning CT's slices; re-export the structure set on the planning CT."
             )
-        items.append((float(ijk[:, 2].mean()), ijk[:, :2]))
+        items.append((float(ijk[:, 2].mean()), ijk[:, :2], float(np.mean(c.points_lps[:, 2]))))
     items.sort(key=lambda t: t[0])
+    off = sorted({round(z, 2) for k, _, z in items if abs(k - round(k)) * sk > OFF_SLICE_MM})
+    if off:
+        warnings.warn(
+            f"{where}: ROI {roi.label} has contours between the slices of the image grid (at DICOM z = "
+            f"{_z_list(off)}); each is used for the slices its slab holds (half way to the neighbouring contours). "
+            "Check that the structure set was drawn on this planning CT.",
+            DicomWarning,
+            stacklevel=3,
+        )
     planes: List[Tuple[float, List[np.ndarray]]] = []
     merge = PLANE_MERGE_MM / sk
-    for k, ring in items:
+    for k, ring, _ in items:
         if planes and k - planes[-1][0] <= merge:
             planes[-1][1].append(ring)
         else:
@@ -326,19 +520,27 @@ def rasterize_roi(
     return Mask(out, geometry, name or roi.name)
 
 
-def unique_roi_names(rois: List[RoiContours]) -> List[str]:
-    """ROI names made unique (a repeated name gets ' (2)', ' (3)'...), in ROI order."""
-    seen: Dict[str, int] = {}
-    out = []
-    for r in rois:
-        n = seen.get(r.name, 0) + 1
-        seen[r.name] = n
-        out.append(r.name if n == 1 else f"{r.name} ({n})")
-    return out
+def roi_keys(rois: List[RoiContours]) -> List[str]:
+    """Each ROI's key, in ROI order: its name, or ``Name [ROI n]`` when another ROI's name is the same after
+    trimming and case-folding (``protocol.roles.structure_keys``). Two ROIs are never one structure."""
+    return structure_keys([(r.name, r.number, None) for r in rois])
 
 
-def structure_set_masks(ss: StructureSet, geometry: ImageGeometry) -> Dict[str, Mask]:
-    """Every ROI with closed planar contours as a Mask on ``geometry``, keyed by (unique) ROI name.
-    ROIs with no closed planar contour (markers, empty ROIs) give empty masks."""
+#: The former name of ``roi_keys``.
+unique_roi_names = roi_keys
+
+
+def roi_infos(rois: List[RoiContours]) -> Dict[str, StructureInfo]:
+    """key -> StructureInfo (name as drawn, ROI number) of the ROIs."""
+    return {key: StructureInfo(key, r.name, roi_number=r.number) for key, r in zip(roi_keys(rois), rois)}
+
+
+def structure_set_masks(ss: StructureSet, geometry: ImageGeometry) -> StructureMasks:
+    """Every usable ROI as a Mask on ``geometry``, keyed by ``roi_keys`` (with each key's ROI number in
+    ``.info``). ROIs with no closed planar contour (markers, empty ROIs) give empty masks; refused ROIs
+    (``ss.refused``) are left out."""
     where = str(ss.path) if ss.path else "RTSTRUCT"
-    return {name: rasterize_roi(roi, geometry, where, name) for name, roi in zip(unique_roi_names(ss.rois), ss.rois)}
+    keys = roi_keys(ss.rois)
+    return StructureMasks(
+        {key: rasterize_roi(roi, geometry, where, key) for key, roi in zip(keys, ss.rois)}, roi_infos(ss.rois)
+    )

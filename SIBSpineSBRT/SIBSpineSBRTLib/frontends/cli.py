@@ -285,14 +285,15 @@ def cmd_dvh(args) -> int:
         dose = dose_grid_from_node(ctx.scene, _load_dose(ctx, args.dose, args.dose_unit))
     if args.rtstruct:
         # RTSTRUCT: the contours go to the contour engine directly (slabs with half-slice end caps)
-        from ..caseio.rtstruct_read import read_rtstruct
+        from ..caseio.rtstruct_read import read_rtstruct, roi_keys
 
-        rois = {r.name: r for r in read_rtstruct(args.rtstruct).rois if r.closed_planar()}
+        all_rois = read_rtstruct(args.rtstruct).rois  # two ROIs with one name keep two keys ("GTV [ROI 3]")
+        rois = {k: r for k, r in zip(roi_keys(all_rois), all_rois) if r.closed_planar()}
         names = list(rois)
     else:
         seg = storage.load_segmentation(ctx.scene, args.segmentation)
         geometry = volume_geometry(storage.load_volume(ctx.scene, args.ct, "CT")) if args.ct else None
-        names = [n for _, n in segs.segment_names(seg)]
+        names = [k for _, k in segs.segment_keys(seg)]
     wanted = args.structure or names
     unknown = [n for n in wanted if n not in names]
     if unknown:
@@ -337,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
             "--role",
             action="append",
             metavar="ROLE=SEGMENT",
-            help="use SEGMENT for protocol structure ROLE (repeatable)",
+            help="use SEGMENT for protocol structure ROLE (repeatable): a name, ROI:n (DICOM ROI number) or ID:x "
+            "(segment ID), e.g. --role SpinalCord=ROI:7",
         )
         sp.add_argument("--ptv-margin-mm", metavar="LR,AP,SI|R,L,A,P,S,I", help="override the protocol's PTV margins")
         sp.add_argument("--prv-margin-mm", metavar="MM", help="override the protocol's cord PRV margin")

@@ -49,7 +49,11 @@ def case_input_from_nodes(
     dose_unit: Optional[str] = None,
 ) -> CaseInput:
     """Read every segment (on the segmentation's reference geometry, or on ``reference_volume``'s grid)
-    and the dose in Gy. A dose that cannot be read leaves the dose rows not evaluable, with the reason."""
+    and the dose in Gy. A dose that cannot be read leaves the dose rows not evaluable, with the reason.
+
+    The masks are keyed as ``segmentations.read_segments`` keys them (two segments of one name are two keys,
+    never one) and remember each key's ROI number or segment ID, so the review's role matching can name the
+    candidates of an ambiguous role."""
     problem = transform_problem(reference_volume, "reference volume") if reference_volume is not None else None
     if problem:
         raise ValueError(problem)

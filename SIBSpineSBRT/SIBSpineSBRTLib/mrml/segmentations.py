@@ -2,6 +2,11 @@
 
 Source segments are never modified. Derived segments carry the tag ``SIBSpineSBRT.Derived`` so that a
 later run may replace them, and never a segment the user drew.
+
+Segments are read under a key unique in the segmentation (``segment_keys``): the segment's name, or, when
+another segment's name is the same after trimming and case-folding, ``Name [ROI 7]`` (a segment loaded from
+an RTSTRUCT, tagged with its ROI number) or ``Name [Segment_3]`` (its segment ID). Two segments are never
+one structure: which of them plays a protocol role is ``protocol.roles``' question, and never a guess.
 """
 
 from __future__ import annotations
@@ -12,11 +17,13 @@ import numpy as np
 
 from ..geometry.grid import ImageGeometry
 from ..geometry.masks import Mask
+from ..protocol.roles import StructureInfo, StructureMasks, structure_keys
 from .volumes import numpy_matrix4, transform_problem, vtk_image_from_array, vtk_matrix4
 
 REFERENCE_GEOMETRY_PARAMETER = "Reference image geometry"
 DERIVED_TAG = "SIBSpineSBRT.Derived"
 RECIPE_TAG = "SIBSpineSBRT.Recipe"
+ROI_NUMBER_TAG = "SIBSpineSBRT.ROINumber"  # set on segments loaded from an RTSTRUCT (``caseio.case_loader``)
 
 
 class SegmentationError(ValueError):
@@ -144,15 +151,52 @@ def segment_mask(node, segment_id: str, geometry: Optional[ImageGeometry] = None
     return Mask(values == segment.GetLabelValue(), geometry, name)
 
 
+def segment_infos(node) -> Dict[str, StructureInfo]:
+    """key -> StructureInfo (name, segment ID, ROI number when tagged) of every segment, in order; see the module
+    doc for the keys."""
+    entries = []
+    for sid, name in segment_names(node):
+        tag = segment_tag(node, sid, ROI_NUMBER_TAG)
+        try:
+            roi = int(tag) if tag else None
+        except ValueError:
+            roi = None
+        entries.append((name, roi, sid))
+    keys = structure_keys(entries)
+    return {key: StructureInfo(key, name, roi, sid) for key, (name, roi, sid) in zip(keys, entries)}
+
+
+def segment_keys(node) -> List[Tuple[str, str]]:
+    """(segment ID, key) of every segment, in order."""
+    return [(info.segment_id, key) for key, info in segment_infos(node).items()]
+
+
 def read_segments(
     node, names: Optional[Sequence[str]] = None, geometry: Optional[ImageGeometry] = None
-) -> Dict[str, Mask]:
-    """Masks of the named segments (all when ``names`` is None), keyed by segment name."""
-    out = {}
-    wanted = None if names is None else set(names)
-    for sid, name in segment_names(node):
-        if wanted is None or name in wanted:
-            out[name] = segment_mask(node, sid, geometry)
+) -> StructureMasks:
+    """Masks of the segments, keyed by ``segment_keys`` (all segments when ``names`` is None), with each key's
+    ``StructureInfo`` in ``.info``. ``names`` may hold keys or names; a name several segments carry is refused
+    (``SegmentationError`` naming their keys), and so is a name no segment has."""
+    infos = segment_infos(node)
+    if names is None:
+        wanted = {key: key for key in infos}
+    else:
+        wanted = {}
+        for asked in names:
+            hits = [asked] if asked in infos else [k for k, i in infos.items() if i.name == asked]
+            if len(hits) > 1:
+                raise SegmentationError(
+                    f"Segmentation {node.GetName()} has {len(hits)} segments named {asked} "
+                    f"({', '.join(hits)}); ask for one by its key."
+                )
+            if not hits:
+                raise SegmentationError(
+                    f"Segmentation {node.GetName()} has no segment {asked} (segments: {', '.join(infos)})."
+                )
+            wanted[asked] = hits[0]
+    out = StructureMasks(info={asked: infos[key] for asked, key in wanted.items()})
+    for asked, key in wanted.items():
+        out[asked] = segment_mask(node, infos[key].segment_id, geometry)
     return out
 
 
@@ -185,14 +229,16 @@ def write_derived_segment(node, mask: Mask, name: str, color: Sequence[float], r
     return sid
 
 
-def add_source_segment(node, mask: Mask, name: str, color: Sequence[float]) -> str:
-    """Add a new (non-derived) segment, e.g. when building a case from arrays or files."""
+def add_source_segment(node, mask: Mask, name: str, color: Sequence[float], allow_same_name: bool = False) -> str:
+    """Add a new (non-derived) segment, e.g. when building a case from arrays or files; returns its ID (the name,
+    or the name made unique by Slicer). A segment of exactly this name is an error unless ``allow_same_name``
+    (an RTSTRUCT with two ROIs of one name: both are kept, and told apart by ``segment_keys``)."""
     import slicer
 
     seg = node.GetSegmentation()
-    if seg.GetSegmentIdBySegmentName(name):
+    if not allow_same_name and any(n == name for _, n in segment_names(node)):
         raise SegmentationError(f"Segmentation {node.GetName()} already has a segment named {name}.")
-    sid = seg.AddEmptySegment(name, name, [float(c) for c in color])
+    sid = seg.AddEmptySegment(seg.GenerateUniqueSegmentID(name), name, [float(c) for c in color])
     image = oriented_image(mask.array.astype(np.uint8), mask.geometry)
     logic = slicer.vtkSlicerSegmentationsModuleLogic
     if not logic.SetBinaryLabelmapToSegment(image, node, sid, logic.MODE_REPLACE):

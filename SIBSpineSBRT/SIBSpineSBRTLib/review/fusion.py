@@ -17,13 +17,13 @@ TARGET_ROLES = ("GTV", "CTV")  # the registration region is built around the fir
 def registration_region(ct_node, segmentation, protocol: Protocol, role_overrides: Optional[Mapping[str, str]] = None):
     """Bool array on the CT grid: the target (GTV, else CTV) grown by about one vertebra above and below
     (``rigid.box_around``), or None when the segmentation has neither."""
-    from ..mrml.segmentations import read_segments, segment_names
+    from ..mrml.segmentations import read_segments, segment_infos
     from ..mrml.volumes import volume_geometry
     from ..registration.rigid import box_around
 
-    names = [n for _, n in segment_names(segmentation)]
+    infos = segment_infos(segmentation)
     try:
-        resolution = resolve_roles(protocol, names, dict(role_overrides or {}))
+        resolution = resolve_roles(protocol, list(infos), dict(role_overrides or {}), infos)
     except ProtocolError:
         return None
     geometry = volume_geometry(ct_node)

@@ -29,6 +29,7 @@ from ..dose.grid import DoseError, DoseGrid
 from ..dose.radiobiology import metric_radiobiology
 from ..protocol import evaluate as ev
 from ..protocol.model import Protocol, ProtocolError, load_protocol
+from ..report import content
 from ..report.figures import CT_WINDOW  # the report's CT window
 from ..report.status_style import STATUS_HEX, STATUS_LABEL, STATUS_MEANING, VERDICT_HEX
 from .pipeline import CaseInput, ReviewResult, review_case
@@ -143,23 +144,31 @@ def explain_row(
         limits.append(f"optimal {c.optimal.describe(c.unit)}")
     if c.mandatory is not None:
         limits.append(f"mandatory {c.mandatory.describe(c.unit)}")
-    lines.append(
-        "Limits: " + "; ".join(limits) + ". Within the optimal limit: OPTIMAL; within the mandatory limit only: "
-        "ACCEPTABLE; outside the mandatory limit: FAIL."
-    )
+    if c.optimal is None:
+        rule = "Within the mandatory limit: MET (the protocol gives no optimal level); outside it: FAIL."
+    else:
+        rule = (
+            "Within the optimal limit: OPTIMAL; within the mandatory limit only: ACCEPTABLE; outside the mandatory "
+            "limit: FAIL."
+        )
+    step = f"{c.precision:g}%" if c.unit == "%" else f"{c.precision:g} {c.unit}"
+    lines.append(f"Limits: {'; '.join(limits)}. {rule} The value is judged as shown, rounded to {step}.")
     if result is not None and c.structure in result.volumes:
         lines.append(f"{c.structure} is built by this software: {result.volumes[c.structure].recipe}.")
     source = f"Where the limit comes from: {c.source or 'the protocol file ' + protocol.id}."
     if c.note:
         source += f" {c.note.rstrip('.')}."
     if not c.confirmed:
-        source += " This is a literature default, not a limit of the trial: a clinic must confirm it."
+        source += (
+            " This is a literature default, not a limit of the trial: a clinic must confirm it. It is advisory: it "
+            "never decides the verdict."
+        )
     lines.append(source)
     role = protocol.structures.get(c.structure)
     rb = metric_radiobiology(c.metric, row.value, protocol.fractions, role.alpha_beta_gy if role else None)
     if rb is not None:
         lines.append(
-            f"For information: {row.value:.2f} Gy in {protocol.fractions} fractions is an EQD2 of "
+            f"For information: {row.value_text} in {protocol.fractions} fractions is an EQD2 of "
             f"{rb['eqd2_gy']:.1f} Gy (BED {rb['bed_gy']:.1f} Gy, alpha/beta {rb['alpha_beta_gy']:g} Gy)."
         )
     if row.status == ev.NOT_EVALUABLE:
@@ -211,61 +220,91 @@ class Quiz:
 
 
 def verdict_reason(result: ReviewResult) -> str:
-    """One or two sentences justifying the verdict from the rows."""
-    fails = [r for r in result.rows if r.status == ev.FAIL]
-    missing = [r for r in result.rows if r.status == ev.NOT_EVALUABLE]
+    """One or two sentences justifying the verdict from the protocol rows (advisory rows never decide it) and
+    the review-level problems."""
+    rows = result.protocol_rows
+    fails = [r for r in rows if r.status == ev.FAIL]
+    missing = [r for r in rows if r.status == ev.NOT_EVALUABLE]
     if fails:
-        parts = [f"{r.structure} {r.metric} = {r.value:.2f} {r.unit} (mandatory {r.mandatory_text})" for r in fails]
+        parts = [f"{r.structure} {r.metric} = {r.value_text} (mandatory {r.mandatory_text})" for r in fails]
         return f"The plan FAILS: {'; '.join(parts)}."
-    if missing:
-        return "The review is INCOMPLETE: " + " ".join(f"{r.structure} {r.metric}: {r.message}" for r in missing)
-    counts = status_counts(result)
-    return f"The plan PASSES: every mandatory limit is met ({counts})."
+    if missing or result.problems:
+        why = [f"{r.structure} {r.metric}: {r.message}" for r in missing] + list(result.problems)
+        return "The review is INCOMPLETE: " + " ".join(why)
+    return f"The plan PASSES: every mandatory limit is met ({status_counts(result)})."
 
 
 def status_counts(result: ReviewResult) -> str:
-    n = {s: sum(r.status == s for r in result.rows) for s in STATUS_LABEL}
-    return ", ".join(f"{k} {STATUS_LABEL[s].lower()}" for s, k in n.items() if k)
+    """ "6 optimal, 1 acceptable, 2 met" over the protocol rows (those that decide the verdict)."""
+    return content.counts_text(result.protocol_rows)
 
 
 # -- the panel --------------------------------------------------------------------------------------------
 
 
 def panel_rows(result: ReviewResult, quiz: Optional[Quiz] = None) -> List[Dict[str, object]]:
-    """The constraint rows as plain dicts for a front end (status hidden while the quiz waits)."""
+    """The constraint rows as plain dicts for a front end (status hidden while the quiz waits): the protocol
+    rows, then the advisory ones (``advisory`` True: shown apart, lighter). Values as judged: ``value_text``."""
     hide = quiz is not None and quiz.hides_verdict
     rows = []
-    for r in result.rows:
+    for r in result.protocol_rows + result.advisory_rows:
+        colour = STATUS_HEX[r.status]
         rows.append(
             {
                 "key": f"{r.structure} {r.metric}",
                 "structure": r.structure,
                 "metric": r.metric,
-                "value": "-" if r.value is None else f"{r.value:.2f} {r.unit}",
+                "value": r.value_text,
                 "optimal": r.optimal_text or "-",
                 "mandatory": r.mandatory_text or "-",
                 "status": HIDDEN if hide else r.status,
                 "label": HIDDEN_LABEL if hide else STATUS_LABEL[r.status],
-                "color": HIDDEN_HEX if hide else STATUS_HEX[r.status],
+                "color": HIDDEN_HEX if hide else colour,
+                "advisory": r.advisory,
+                "source": r.constraint.source or f"protocol {result.protocol.id}",
                 "help": explain_row(r, result.protocol, result, reveal_status=not hide),
             }
         )
     return rows
 
 
-def verdict_banner(result: ReviewResult, quiz: Optional[Quiz] = None) -> Dict[str, str]:
-    """Text and colour of the verdict line (hidden while the quiz waits for a judgement)."""
-    if quiz is not None and quiz.hides_verdict:
-        return {
-            "verdict": HIDDEN,
-            "text": "Verdict hidden: judge the plan from the values and limits, then record your answer.",
-            "color": HIDDEN_HEX,
-        }
-    return {
-        "verdict": result.verdict,
-        "text": f"Verdict: {result.verdict.upper()} ({status_counts(result)})",
-        "color": VERDICT_HEX.get(result.verdict, HIDDEN_HEX),
+def verdict_banner(result: ReviewResult, quiz: Optional[Quiz] = None) -> Dict[str, object]:
+    """What stands at the top of the panel: the verdict line over the protocol rows (hidden while the quiz waits
+    for a judgement), the NON-PROTOCOL banner with the deviations (always shown: it is a fact about the review,
+    not the answer), the review-level problems, the advisory section's texts and the segments not evaluated."""
+    hidden = quiz is not None and quiz.hides_verdict
+    out: Dict[str, object] = {
+        "non_protocol": result.non_protocol,
+        "non_protocol_title": content.non_protocol_title(result.protocol.id) if result.non_protocol else "",
+        "deviations": list(result.deviations),
+        "non_protocol_color": content.NON_PROTOCOL_HEX,
+        "advisory": content.has_advisory_section(result),
+        "advisory_heading": content.ADVISORY_HEADING,
+        "advisory_note": content.ADVISORY_NOTE,
+        "advisory_color": content.ADVISORY_HEX,
+        "not_contoured_text": content.not_contoured_text(result) or "",
+        "not_evaluated_text": content.not_evaluated_sentence(result.not_evaluated) or "",
+        "protocol_heading": content.protocol_heading(),
     }
+    if hidden:
+        out.update(
+            verdict=HIDDEN,
+            text="Verdict hidden: judge the plan from the values and limits, then record your answer.",
+            color=HIDDEN_HEX,
+            problems_heading="",
+            problems=[],
+            advisory_verdict_text="",
+        )
+        return out
+    out.update(
+        verdict=result.verdict,
+        text=content.verdict_text(result),
+        color=VERDICT_HEX.get(result.verdict, HIDDEN_HEX),
+        problems_heading=content.problems_heading(result.verdict) if result.problems else "",
+        problems=list(result.problems),
+        advisory_verdict_text=content.advisory_verdict_text(result) or "",
+    )
+    return out
 
 
 def dvh_png(result: ReviewResult) -> Optional[bytes]:
@@ -388,7 +427,9 @@ class ReviewSession:
         from ..protocol.roles import resolve_roles
 
         try:
-            resolution = resolve_roles(self.protocol, list(self.data.masks), self.role_overrides or None)
+            resolution = resolve_roles(
+                self.protocol, list(self.data.masks), self.role_overrides or None, self.data.masks
+            )
         except ProtocolError:
             return None
         for role in ("GTV", "CTV"):
