@@ -58,6 +58,13 @@ def normalise_level(level: str) -> str:
     return first if first == last else f"{first}-{last}"
 
 
+def level_choices(max_levels: int = 3) -> Tuple[str, ...]:
+    """Single levels, then ranges of up to ``max_levels`` adjacent levels (T12-L1, T11-L1, L5-S1): what a
+    level selector offers."""
+    ranges = [f"{LEVELS[i]}-{LEVELS[i + n - 1]}" for n in range(2, max_levels + 1) for i in range(len(LEVELS) - n + 1)]
+    return LEVELS + tuple(ranges)
+
+
 def level_span(level: str) -> Tuple[int, int]:
     """Indices (in LEVELS) of the most cranial and the most caudal level of a level or range."""
     parts = normalise_level(level).split("-")

@@ -7,7 +7,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
-from ..protocol.model import LEVELS
+from ..protocol.model import ProtocolError, normalise_level
 
 REGISTER, BUILD, EVALUATE, NORMALISE, REPORT, RTSTRUCT = (
     "register",
@@ -42,7 +42,13 @@ class PanelState:
 
 
 def _level_ok(level: Optional[str]) -> bool:
-    return bool(level) and str(level).upper() in LEVELS
+    if not level:
+        return False
+    try:
+        normalise_level(level)
+    except ProtocolError:
+        return False
+    return True
 
 
 def missing_for(state: PanelState) -> Dict[str, List[str]]:
