@@ -142,3 +142,13 @@ def test_ct_ending_halfway_through_the_target(exported, tmp_path):
     out = tmp_path / "volumes.dcm"
     proc = run("volumes", "--dicom", case, "--level", "T8", "--out", out)
     assert proc.returncode == 2 and "cut" in proc.stderr and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [("--mr", "x.nrrd"), ("--register",), ("--ct", "ct.nrrd"), ("--dose-unit", "Gy")],
+)
+def test_options_without_effect_are_refused(exported, tmp_path, extra):
+    """Every option the CLI accepts takes effect or is refused: these have no effect with --dicom."""
+    proc, doc = review(exported, tmp_path / "out", "--level", "T8", *extra)
+    assert proc.returncode == 2 and doc is None and "leave" in proc.stderr and "Traceback" not in proc.stderr

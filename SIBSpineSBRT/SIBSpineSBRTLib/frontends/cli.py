@@ -132,8 +132,15 @@ def cmd_review(args) -> int:
     protocol = load_protocol(args.protocol)
     ctx = new_scene()
     if args.dicom:
-        if args.segmentation or args.dose or args.ct:
-            raise UsageError("--dicom reads the whole case folder: leave out --segmentation, --dose and --ct.")
+        if args.segmentation or args.dose or args.ct or args.dose_unit:
+            raise UsageError(
+                "--dicom reads the whole case folder: leave out --segmentation, --dose, --dose-unit and --ct."
+            )
+        if args.mr or args.mr_transform or args.register:
+            raise UsageError(
+                "--mr, --mr-transform and --register place an MR from files; with --dicom the case's MR series are "
+                "used as the folder registers them (same frame of reference): leave them out."
+            )
         from ..caseio.case_loader import load_dicom_case
         from ..review.dicom_review import mr_for_fusion, review_dicom_case
 
@@ -205,6 +212,8 @@ def cmd_volumes(args) -> int:
         raise UsageError("Give either --segmentation (a .seg.nrrd) or --dicom (a case folder).")
     protocol = load_protocol(args.protocol)
     level = normalise_level(args.level)
+    if args.dicom and args.ct:
+        raise UsageError("--ct chooses the grid of a .seg.nrrd; with --dicom the volumes are built on the case's CT.")
     if args.dicom:
         from ..caseio.export import volumes_from_dicom
 
@@ -269,6 +278,10 @@ def cmd_dvh(args) -> int:
             raise UsageError(f"--metric {m}: {exc}") from None
     if bool(args.segmentation) == bool(args.rtstruct):
         raise UsageError("Give either --segmentation (a .seg.nrrd) or --rtstruct (a DICOM RTSTRUCT file).")
+    if args.rtstruct and args.ct:
+        raise UsageError(
+            "--ct chooses the grid of a .seg.nrrd; RTSTRUCT contours are evaluated as drawn: leave it out."
+        )
     ctx = new_scene()
     from ..caseio.dicom_scan import looks_like_dicom
 
