@@ -350,3 +350,14 @@ def test_gtv_larger_than_the_ctv(thoracic_case, protocol):
     result = review(thoracic_case, protocol, masks=masks)
     assert result.verdict != ev.PASS
     assert any("outside the CTV" in p for p in result.problems)
+
+
+def test_what_if_keeps_the_review_facts(thoracic_case, protocol):
+    """A rescaled review keeps N/A rows N/A and its problems: a what-if never turns incomplete into pass."""
+    from SIBSpineSBRTLib.review.whatif import rescaled_review
+
+    masks = {n: m for n, m in masks_of(thoracic_case).items() if n != "SpinalCord"}
+    below = review(thoracic_case, protocol, level="L4", masks=masks, plan_fractions=3)
+    again = rescaled_review(below, 1.0)
+    assert [r.status for r in again.rows] == [r.status for r in below.rows]
+    assert again.verdict == below.verdict == ev.INCOMPLETE

@@ -10,7 +10,7 @@ from typing import Optional
 
 from ..dose.grid import DoseError, DoseGrid
 from ..protocol import evaluate as ev
-from .pipeline import CaseInput, ReviewResult
+from .pipeline import ReviewResult
 
 
 @dataclass
@@ -37,15 +37,23 @@ def rescaled_review(result: ReviewResult, factor: float) -> ReviewResult:
 
     def value(c):
         if c.structure not in dvhs:
-            raise ev.NotEvaluable(before[(c.structure, c.metric)].message)
+            row = before[(c.structure, c.metric)]
+            raise (ev.NotApplicable if row.status == ev.NOT_APPLICABLE else ev.NotEvaluable)(row.message)
         return dvhs[c.structure].metric(c.metric)
 
     rows = ev.evaluate(p, value, lambda s: any(k[0] == s for k in before))
     inputs = result.inputs
     if inputs is not None and inputs.dose is not None:
         dose = inputs.dose.scaled(factor, f"{inputs.dose.name} x{factor:.4f}")
-        inputs = CaseInput(inputs.name, inputs.level, inputs.masks, dose, inputs.dose_problem)
-    return replace(result, dvhs=dvhs, rows=rows, verdict=ev.verdict(rows), inputs=inputs)
+        inputs = replace(inputs, dose=dose)
+    return replace(
+        result,
+        dvhs=dvhs,
+        rows=rows,
+        verdict=ev.verdict(rows, result.problems),
+        advisory_verdict=ev.advisory_verdict(rows, result.not_contoured),
+        inputs=inputs,
+    )
 
 
 def normalise_to_prescription(result: ReviewResult) -> WhatIf:
