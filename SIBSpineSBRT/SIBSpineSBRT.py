@@ -295,50 +295,63 @@ class SIBSpineSBRTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- results -----------------------------------------------------------------------------------------
 
     def showResults(self, tableNode) -> None:
-        """Fill the results table and verdict from the stored results table node (presentation only)."""
+        """Show the stored review: the verdict with the NON-PROTOCOL banner and the problems beside it, the
+        protocol limits, the local defaults to confirm (apart, lighter) and what was not evaluated. Every text and
+        colour comes from ``results_panel`` (presentation only here)."""
+        from SIBSpineSBRTLib.mrml.results import results_panel
+
+        panel = results_panel(tableNode)
+        ui = self.ui
+        ui.verdictLabel.text = panel.verdict_text
+        ui.verdictLabel.styleSheet = (
+            f"QLabel {{ background: {panel.verdict_hex}; color: white; font-weight: bold; font-size: 14px; "
+            "padding: 4px 8px; }"
+        )
+        self._showText(
+            ui.nonProtocolLabel,
+            panel.non_protocol_text,
+            f"QLabel {{ border: 3px solid {panel.non_protocol_hex}; background: #fff3e0; color: #1d2430; "
+            "padding: 4px; font-weight: bold; }",
+        )
+        self._showText(
+            ui.problemsLabel,
+            panel.problems_text,
+            f"QLabel {{ border: 2px solid {panel.problem_hex}; background: #fdecea; color: #1d2430; padding: 4px; }}",
+        )
+        ui.protocolLimitsLabel.text = panel.protocol_heading
+        self._fillResultsTable(ui.resultsTable, panel.columns, panel.protocol_rows)
+        self._showText(
+            ui.advisoryLabel, panel.advisory_text, f"QLabel {{ color: {panel.advisory_hex}; font-style: italic; }}"
+        )
+        ui.advisoryTable.visible = bool(panel.advisory_rows)
+        self._fillResultsTable(ui.advisoryTable, panel.columns, panel.advisory_rows)
+        self._showText(ui.advisorySummaryLabel, panel.advisory_summary)
+        self._showText(ui.notEvaluatedLabel, panel.not_evaluated_text)
+        ui.messagesLabel.text = panel.messages_text
+
+    @staticmethod
+    def _showText(label, text: str, styleSheet: str = "") -> None:
+        label.text = text
+        label.styleSheet = styleSheet
+        label.visible = bool(text)
+
+    @staticmethod
+    def _fillResultsTable(table, columns, rows) -> None:
         import qt
 
-        from SIBSpineSBRTLib.mrml.results import read_results_table, results_verdict
-        from SIBSpineSBRTLib.report.status_style import STATUS_LABEL, STATUS_RGB
-
-        rows = read_results_table(tableNode)
-        headers = [
-            _("Structure"),
-            _("Metric"),
-            _("Value"),
-            _("EQD2"),
-            _("Optimal"),
-            _("Mandatory"),
-            _("Status"),
-            _("SlicerRT"),
-        ]
-        table = self.ui.resultsTable
         table.clear()
-        table.setColumnCount(len(headers))
-        table.setHorizontalHeaderLabels(headers)
+        table.setColumnCount(len(columns))
+        table.setHorizontalHeaderLabels([_(c) for c in columns])
         table.setRowCount(len(rows))
-        for n, r in enumerate(rows):
-            cells = [
-                r["structure"],
-                r["metric"],
-                r["value_text"],
-                r["eqd2_text"],
-                r["optimal"],
-                r["mandatory"],
-                STATUS_LABEL[r["status"]],
-                r["crosscheck_text"],
-            ]
-            for col, text in enumerate(cells):
+        status_col = list(columns).index("Status")
+        for n, row in enumerate(rows):
+            for col, text in enumerate(row.cells):
                 item = qt.QTableWidgetItem(text)
-                item.setToolTip(r["note"])
-                if col == 6:
-                    red, green, blue = (int(255 * c) for c in STATUS_RGB[r["status"]])
-                    item.setBackground(qt.QBrush(qt.QColor(red, green, blue)))
+                item.setToolTip(row.tooltip)
+                if col == status_col:
+                    item.setBackground(qt.QBrush(qt.QColor(row.status_hex)))
                 table.setItem(n, col, item)
         table.resizeColumnsToContents()
-        verdict, messages = results_verdict(tableNode)
-        self.ui.verdictLabel.text = _("Verdict: {verdict}").format(verdict=verdict.upper())
-        self.ui.messagesLabel.text = messages
 
 
 #

@@ -225,3 +225,68 @@ def test_nodes_under_a_transform_are_refused_not_misplaced(scene):
     assert np.array_equal(same.masks["GTV"].array, before.masks["GTV"].array)
     assert np.array_equal(same.dose.array, before.dose.array)
     assert np.array_equal(dose_grid_from_node(scene.scene, dose).array, before.dose.array)  # the input unchanged
+
+
+# -- the results table -------------------------------------------------------------------------------------------
+
+
+def test_results_table_keeps_the_review_facts_through_a_saved_scene(scene, tmp_path, protocol, demo_case):
+    """The advisory flag per row, the deviations (NON-PROTOCOL), the problems, the advisory verdict and what was
+    not contoured or evaluated survive a saved and reopened scene, and the panel shows them as the report does."""
+    from SIBSpineSBRTLib.dose.grid import DoseGrid
+    from SIBSpineSBRTLib.mrml.results import (
+        RESULTS_TABLE_NAME,
+        read_results_table,
+        results_panel,
+        results_verdict,
+        write_results_table,
+    )
+    from SIBSpineSBRTLib.mrml.scene import new_scene
+    from SIBSpineSBRTLib.mrml.storage import load_scene_mrb, save_scene_mrb
+    from SIBSpineSBRTLib.report import content
+    from SIBSpineSBRTLib.review.pipeline import CaseInput, review_case
+
+    c = demo_case
+    masks = {n: Mask(m, c.ct_geometry, n) for n, m in c.segments.items()}
+    masks["Couch"] = masks["GTV"].renamed("Couch")
+    dose = DoseGrid(c.dose_gy, c.dose_geometry)
+    result = review_case(CaseInput(c.name, c.level, masks, dose, plan_fractions=3), protocol, prv_margin_mm=0.0)
+    assert result.deviations and result.problems and result.advisory_rows and result.not_contoured
+    write_results_table(scene.scene, result)
+    save_scene_mrb(scene.scene, tmp_path / "r.mrb")
+    ctx = new_scene()
+    try:
+        load_scene_mrb(ctx, tmp_path / "r.mrb")
+        node = ctx.scene.GetFirstNodeByName(RESULTS_TABLE_NAME)
+        rows = read_results_table(node)
+        stored = results_verdict(node)
+        panel = results_panel(node)
+    finally:
+        ctx.scene.Clear(1)
+    assert [(r["structure"], r["metric"], r["status"], r["advisory"], r["value_text"]) for r in rows] == [
+        (r.structure, r.metric, r.status, r.advisory, r.value_text) for r in result.rows
+    ]
+    assert [r["value"] for r in rows] == pytest.approx([r.value for r in result.rows], abs=1e-3)  # as saved
+    assert stored.verdict == result.verdict and stored.advisory_verdict == result.advisory_verdict
+    assert stored.non_protocol and stored.deviations == result.deviations and stored.problems == result.problems
+    assert stored.not_contoured == result.not_contoured and stored.not_evaluated == ["Couch"]
+    # the panel: the verdict over the protocol rows, the banner, the problems, the two sections apart
+    assert panel.verdict_text == content.verdict_text(result, flag=True)  # [NON-PROTOCOL REVIEW] in it
+    assert "NON-PROTOCOL REVIEW" in panel.verdict_text
+    assert panel.non_protocol_text.startswith("NON-PROTOCOL REVIEW") and result.deviations[0] in panel.non_protocol_text
+    assert result.problems[0] in panel.problems_text and result.problems[0] not in panel.messages_text
+    assert [r.cells[:3] for r in panel.protocol_rows] == [
+        (r.structure, r.metric, r.value_text) for r in result.protocol_rows
+    ]
+    assert [r.cells[:3] for r in panel.advisory_rows] == [
+        (r.structure, r.metric, r.value_text) for r in result.advisory_rows
+    ]
+    prv = next(r for r in panel.protocol_rows if r.cells[:2] == ("SpinalCord_PRV02", "D0.03cc"))
+    assert prv.cells[panel.columns.index("Status")] == "MET"
+    assert all(r.cells[-1] == o.constraint.source for r, o in zip(panel.advisory_rows, result.advisory_rows))
+    assert (
+        panel.advisory_text.startswith(content.ADVISORY_HEADING) and "never decide the verdict" in panel.advisory_text
+    )
+    assert content.advisory_verdict_text(result) in panel.advisory_summary
+    assert content.not_contoured_text(result) in panel.advisory_summary
+    assert "Couch" in panel.not_evaluated_text

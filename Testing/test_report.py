@@ -1,6 +1,7 @@
 """The HTML report: every Table-1 row with its value and status, and images that show real content."""
 
 import base64
+import html
 import io
 import re
 from types import SimpleNamespace
@@ -10,6 +11,7 @@ import pytest
 
 from SIBSpineSBRTLib.dose.grid import DoseGrid
 from SIBSpineSBRTLib.geometry.masks import Mask
+from SIBSpineSBRTLib.report.content import counts_text
 from SIBSpineSBRTLib.report.html_report import ImageInput, make_images
 from SIBSpineSBRTLib.report.outputs import write_report_file
 from SIBSpineSBRTLib.report.status_style import STATUS_LABEL
@@ -36,15 +38,23 @@ def pixels(png):
 def test_every_table_row_with_value_and_status(report):
     result, rep = report
     text = rep.path.read_text(encoding="utf-8")
+    protocol_part, advisory_part = text.split("<section class=advisory-section id=advisory>")
     for r in result.rows:
-        row = re.search(rf"<tr><td>{re.escape(r.structure)}</td><td>{re.escape(r.metric)}</td>(.*?)</tr>", text, re.S)
+        part = advisory_part if r.advisory else protocol_part  # each row in its own section
+        row = re.search(rf"<tr><td>{re.escape(r.structure)}</td><td>{re.escape(r.metric)}</td>(.*?)</tr>", part, re.S)
         assert row, (r.structure, r.metric)
-        assert f"{r.value:.2f} Gy" in row.group(1)
+        assert f"<td class=num>{r.value_text}</td>" in row.group(1)  # as judged: at the row's precision
         assert f'class="status {r.status}">{STATUS_LABEL[r.status]}<' in row.group(1)
-    assert f"Verdict: {result.verdict.upper()}" in text
+        assert f"<small>{r.constraint.source}</small>" in row.group(1)
+    assert f"Verdict: {result.verdict.upper()}  ({counts_text(result.protocol_rows)})" in text
+    assert "Local defaults to confirm" in advisory_part and "never decide the verdict or the exit code" in text
+    assert "NON-PROTOCOL" not in text  # a protocol review
     for name in ("PTV", "PTV_Eval", "SpinalCord_PRV02"):
         assert name in text and "exact margin" in text
     assert "SIBSpineSBRT" in text and "Patient" not in text  # no patient field unless asked
+    assert "30 Gy in 5 fractions (6 Gy per fraction) to PTV_Eval D90%" in text
+    # every status has its colour, MET included
+    assert re.search(r"td\.met \{ background: #[0-9a-f]{6}", text)
 
 
 def test_images_show_content(report):
@@ -125,15 +135,81 @@ def test_pdf_has_every_row_the_verdict_and_the_images(report):
     assert data.startswith(b"%PDF-")
     reader, text = pdf_text(data)
     flat = " ".join(text.split())
-    assert f"Verdict: {result.verdict.upper()}" in flat and "Page 1 of" in flat
+    counts = counts_text(result.protocol_rows)
+    assert f"Verdict: {result.verdict.upper()} ({counts})" in flat and "Page 1 of" in flat
+    assert "met" in counts and "optimal" in counts  # MET counted apart from OPTIMAL
+    assert "30 Gy in 5 fractions (6 Gy per fraction) to PTV_Eval D90%" in flat
+    # the protocol rows, then the advisory section with its own rows
+    advisory_at = flat.index("Local defaults to confirm")
+    assert "they never decide the verdict or the exit code" in flat
     for r, shown in zip(result.rows, limit_rows(result)):  # each row in order, its status in its own cell
-        cells = (r.structure, r.metric, f"{r.value:.2f} Gy", shown.eqd2, shown.optimal, shown.mandatory)
-        assert " ".join(cells) + f" {STATUS_LABEL[r.status]} " in flat, cells
+        assert shown.value == r.value_text and re.fullmatch(rf"\d+\.\d{{{r.constraint.decimals}}} Gy", shown.value)
+        cells = (r.structure, r.metric, r.value_text, shown.eqd2, shown.optimal, shown.mandatory)
+        at = flat.index(" ".join(cells) + f" {STATUS_LABEL[r.status]} ")
+        assert (at > advisory_at) == r.advisory, cells
+        assert r.constraint.source in flat
+    prv = next(r for r in result.rows if (r.structure, r.metric) == ("SpinalCord_PRV02", "D0.03cc"))
+    assert result.verdict == "pass" and prv.status == "met"
+    assert f"SpinalCord_PRV02 D0.03cc {prv.value_text} " in flat and "MET" in flat and "OPTIMAL" in flat
+    if result.advisory_verdict:
+        assert f"Advisory verdict: {result.advisory_verdict.upper()}" in flat
+    if result.not_contoured:
+        assert f"Not contoured (expected at {result.level}): {', '.join(result.not_contoured)}" in flat
+    assert "NON-PROTOCOL" not in flat  # a protocol review
+    # no Messages section: the fusion caption points to none
+    assert ("Messages" in flat) == bool(result.messages) and "under Messages" not in flat
     for name in ("PTV", "PTV_Eval", "SpinalCord_PRV02"):
         assert f"{name} = " in flat
     # the four images, embedded at full resolution
     embedded = sorted(im.image.size for page in reader.pages for im in page.images)
     assert embedded == sorted(Image.open(io.BytesIO(png)).size for png in rep.images.values())
+
+
+@pytest.fixture(scope="module")
+def departing(demo_case, protocol):
+    """The demo case reviewed off protocol (other margins), as a 3-fraction plan, with an extra segment."""
+    from SIBSpineSBRTLib.geometry.margins import Margins
+
+    c = demo_case
+    masks = {n: Mask(m, c.ct_geometry, n) for n, m in c.segments.items()}
+    masks["Couch"] = masks["GTV"].renamed("Couch")
+    case = CaseInput(c.name, c.level, masks, DoseGrid(c.dose_gy, c.dose_geometry), plan_fractions=3)
+    return review_case(case, protocol, ptv_margins=Margins(3, 3, 3, 3, 5, 5), prv_margin_mm=1.0)
+
+
+def test_non_protocol_banner_problems_and_not_evaluated_in_both_forms(departing):
+    from SIBSpineSBRTLib.report.html_report import build_report
+    from SIBSpineSBRTLib.report.pdf_report import build_pdf
+
+    result = departing
+    assert result.non_protocol and result.problems and result.not_evaluated == ["Couch"]
+    _, text = pdf_text(build_pdf(result, {}))
+    flat = " ".join(text.split())
+    page = build_report(result, {})
+    # the banner stands next to the verdict, before the limits, and lists every deviation
+    verdict_at = flat.index(f"Verdict: {result.verdict.upper()}")
+    banner_at = flat.index("NON-PROTOCOL REVIEW")
+    assert verdict_at < banner_at < flat.index("Protocol limits")
+    assert "id=non-protocol" in page and page.index("id=verdict") < page.index("id=non-protocol")
+    for d in result.deviations:
+        assert d in flat and html.escape(d) in page
+    # the problems that stop a pass, next to the verdict, said once (not again under Messages)
+    for m in result.problems:
+        assert flat.count(" ".join(m.split())) == 1 and flat.index(m) < flat.index("Protocol limits")
+        assert html.escape(m) in page.split("<h2>Protocol limits</h2>")[0]
+    assert "Not evaluated" in flat and "Couch" in flat.split("Not evaluated")[-1]
+    assert "id=not-evaluated" in page
+
+
+def test_mr_caption_points_to_messages_only_when_they_say_how_the_mr_was_placed(report):
+    from dataclasses import replace
+
+    from SIBSpineSBRTLib.report.content import image_captions
+
+    result, _ = report
+    assert "Messages" not in image_captions(result)["axial_fusion"]
+    placed = replace(result, messages=["MR T1: registered to the CT (rigid, mutual information, around the target)."])
+    assert image_captions(placed)["axial_fusion"].endswith("how the MR was placed is under Messages")
 
 
 def test_pdf_patient_label_only_when_asked(report):

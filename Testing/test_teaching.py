@@ -119,6 +119,9 @@ def test_every_row_explains_its_metric_limits_and_source(protocol, demo_review):
         if c.note:
             assert c.note.rstrip(".") in text
         assert ("literature default" in text) == (not c.confirmed)
+        assert ("never decides the verdict" in text) == r.advisory
+        assert ("MET (the protocol gives no optimal level)" in text) == (c.optimal is None)
+        assert f"judged as shown, rounded to {c.precision:g} {c.unit}" in text
         assert f"{t.STATUS_LABEL[r.status]}: {t.STATUS_MEANING[r.status]}" in text
         if r.structure in demo_review.volumes:
             assert demo_review.volumes[r.structure].recipe in text
@@ -148,8 +151,8 @@ def test_quiz_hides_the_verdict_and_every_status_until_answered(protocol, demo_r
     assert quiz.hides_verdict
     rows = t.panel_rows(demo_review, quiz)
     assert {r["status"] for r in rows} == {t.HIDDEN} and {r["label"] for r in rows} == {"?"}
-    for r, shown in zip(demo_review.rows, rows):
-        assert shown["value"] == f"{r.value:.2f} {r.unit}"  # the resident judges from values and limits
+    for r, shown in zip(demo_review.protocol_rows + demo_review.advisory_rows, rows):
+        assert shown["value"] == r.value_text  # the resident judges from values (as judged) and limits
         assert t.STATUS_LABEL[r.status] + ":" not in " ".join(shown["help"])
     banner = t.verdict_banner(demo_review, quiz)
     assert banner["verdict"] == t.HIDDEN and "PASS" not in banner["text"]
@@ -159,7 +162,9 @@ def test_quiz_hides_the_verdict_and_every_status_until_answered(protocol, demo_r
     quiz.record("FAIL")
     assert not quiz.hides_verdict and quiz.is_correct(demo_review) is False
     assert quiz.feedback(demo_review).startswith("Not quite: you judged FAIL. The plan PASSES")
-    assert [r["status"] for r in t.panel_rows(demo_review, quiz)] == [r.status for r in demo_review.rows]
+    assert [r["status"] for r in t.panel_rows(demo_review, quiz)] == [
+        r.status for r in demo_review.protocol_rows + demo_review.advisory_rows
+    ]
     assert t.verdict_banner(demo_review, quiz)["text"].startswith("Verdict: PASS")
     quiz.record("pass")
     assert quiz.feedback(demo_review).startswith("Correct. The plan PASSES")
@@ -174,16 +179,42 @@ def test_quiz_feedback_names_the_failing_row(protocol, demo_review):
     quiz.record("fail")
     text = quiz.feedback(failing)
     assert text.startswith("Correct. The plan FAILS: ")
-    assert "PTV_Eval D90% = 33.00 Gy (mandatory >= 29.7 and <= 30.3 Gy)" in text
+    assert "PTV_Eval D90% = 33.0 Gy (mandatory >= 29.7 and <= 30.3 Gy)" in text
 
 
 def test_panel_rows_carry_the_library_status_colours(demo_review):
     rows = t.panel_rows(demo_review)
-    assert [(r["structure"], r["metric"], r["status"]) for r in rows] == [
-        (r.structure, r.metric, r.status) for r in demo_review.rows
+    ordered = demo_review.protocol_rows + demo_review.advisory_rows  # the advisory rows apart, after
+    assert [(r["structure"], r["metric"], r["status"], r["advisory"]) for r in rows] == [
+        (r.structure, r.metric, r.status, r.advisory) for r in ordered
     ]
     assert all(r["color"] == t.STATUS_HEX[r["status"]] for r in rows)
-    assert t.verdict_banner(demo_review)["color"] == t.VERDICT_HEX["pass"]
+    assert [r["value"] for r in rows] == [r.value_text for r in ordered]
+    assert all(r["source"] == o.constraint.source for r, o in zip(rows, ordered))
+    prv = next(r for r in rows if r["key"] == "SpinalCord_PRV02 D0.03cc")
+    assert prv["status"] == ev.MET and prv["label"] == "MET"
+    banner = t.verdict_banner(demo_review)
+    assert banner["color"] == t.VERDICT_HEX["pass"]
+    assert banner["text"] == f"Verdict: PASS  ({t.status_counts(demo_review)})"
+    assert "met" in t.status_counts(demo_review)
+    assert not banner["non_protocol"] and banner["deviations"] == [] and banner["problems"] == []
+    assert banner["advisory"] and "never decide the verdict" in banner["advisory_note"]
+    assert banner["not_contoured_text"] == f"Not contoured (expected at T8): {', '.join(demo_review.not_contoured)}"
+    assert banner["advisory_verdict_text"].startswith(f"Advisory verdict: {demo_review.advisory_verdict.upper()}")
+
+
+def test_banner_says_non_protocol_and_the_problems(protocol, demo_case, demo_review):
+    c = demo_case
+    case = CaseInput(c.name, c.level, demo_review.inputs.masks, demo_review.inputs.dose, plan_fractions=3)
+    off = review_case(case, protocol, prv_margin_mm=0.0)
+    banner = t.verdict_banner(off)
+    assert banner["non_protocol"] and banner["non_protocol_title"].startswith("NON-PROTOCOL REVIEW")
+    assert banner["deviations"] == off.deviations and "0 mm" in banner["deviations"][0]
+    assert banner["problems"] == off.problems and "3 fractions" in banner["problems"][0]
+    # in the quiz the verdict and the problems (they give the answer away) wait; the deviations do not
+    hidden = t.verdict_banner(off, t.Quiz(enabled=True))
+    assert hidden["verdict"] == t.HIDDEN and hidden["problems"] == [] and hidden["non_protocol"]
+    assert "cannot pass" in t.verdict_reason(off) or off.verdict == ev.FAIL
 
 
 def test_teaching_case_cache(tmp_path, thoracic_case):

@@ -122,8 +122,10 @@ def test_results_table_keeps_everything_the_panel_shows(reviewed):
     assert write_results_table(scene, checked).GetID() == node.GetID()  # one table, refilled
     rows = read_results_table(node)
     gtv = [r for r in rows if (r["structure"], r["metric"]) == ("GTV", "D50%")][0]
-    value = [r.value for r in result.rows if (r.structure, r.metric) == ("GTV", "D50%")][0]
-    assert gtv["value_text"] == f"{value:.2f} Gy" and gtv["crosscheck_text"] == f"{value + 0.5:.2f} (+0.50)"
+    row = [r for r in result.rows if (r.structure, r.metric) == ("GTV", "D50%")][0]
+    value = row.value
+    assert gtv["value_text"] == row.value_text and gtv["crosscheck_text"] == f"{value + 0.5:.2f} (+0.50)"
     assert gtv["eqd2_text"].endswith("Gy") and float(gtv["eqd2_text"].split()[0]) > value
-    assert "Mitsuyoshi" in gtv["note"]
-    assert results_verdict(node) == (checked.verdict, "first\nsecond")
+    assert "Mitsuyoshi" in gtv["source"]
+    stored = results_verdict(node)
+    assert (stored.verdict, stored.messages) == (checked.verdict, ["first", "second"])

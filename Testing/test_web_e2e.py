@@ -133,6 +133,19 @@ def web(tmp_path_factory):
     return {"results": results, "out": out, "log": server_log, "memory": memory, "driver_log": stdout}
 
 
+def shown(row):
+    """A metrics.json row's value as every front end shows it: rounded to its precision, with its unit."""
+    from SIBSpineSBRTLib.protocol.model import precision_decimals
+
+    v = f"{row['judged_value']:.{precision_decimals(row['precision'])}f}"
+    return f"{v}%" if row["unit"] == "%" else f"{v} {row['unit']}"
+
+
+def panel_order(rows):
+    """The panel shows the protocol rows, then the advisory (unconfirmed) ones in their own block."""
+    return [r for r in rows if r["confirmed"]] + [r for r in rows if not r["confirmed"]]
+
+
 def screenshot(web, name):
     from PIL import Image
 
@@ -169,7 +182,7 @@ def test_timings_and_memory_are_reported(web, capsys):
 def test_panel_statuses_equal_metrics_json(web, metrics):
     ev = web["results"]["evaluated"]
     got = [(r["key"], r["status"], r["value"]) for r in ev["rows"]]
-    want = [(f"{r['structure']} {r['metric']}", r["status"], f"{r['value']:.2f} {r['unit']}") for r in metrics["rows"]]
+    want = [(f"{r['structure']} {r['metric']}", r["status"], shown(r)) for r in panel_order(metrics["rows"])]
     assert got == want
     assert ev["verdict"] == metrics["verdict"] == "pass"
     assert ev["verdict_text"].startswith("Verdict: PASS")
@@ -236,10 +249,11 @@ def test_rows_explain_themselves_on_hover(web, metrics):
     for key, mode, factor in (("whatif_whole", teaching.WHOLE, 1.1), ("whatif_boost", teaching.BOOST, 1.2)):
         expected = teaching.scaled_review(result, mode, factor).result
         got = web["results"][key]
+        ordered = expected.protocol_rows + expected.advisory_rows
         assert [(r["key"], r["status"]) for r in got["rows"]] == [
-            (f"{r.structure} {r.metric}", r.status) for r in expected.rows
+            (f"{r.structure} {r.metric}", r.status) for r in ordered
         ], key
-        assert [r["value"] for r in got["rows"]] == [f"{r.value:.2f} {r.unit}" for r in expected.rows], key
+        assert [r["value"] for r in got["rows"]] == [r.value_text for r in ordered], key
         assert got["verdict"] == expected.verdict, key
     assert web["results"]["whatif_whole"]["verdict"] == "fail"  # x1.10 breaks PTV_Eval D90% and the D2% limits
 
@@ -249,8 +263,8 @@ def test_quiz_hides_the_verdict_until_judged(web, metrics):
     assert quiz["hidden"]["verdict"] == "hidden"
     assert {r["status"] for r in quiz["hidden"]["rows"]} == {"hidden"}
     assert {r["label"] for r in quiz["hidden"]["rows"]} == {"?"}
-    assert [r["value"] for r in quiz["hidden"]["rows"]] == [f"{r['value']:.2f} {r['unit']}" for r in metrics["rows"]]
-    assert [r["status"] for r in quiz["answered"]["rows"]] == [r["status"] for r in metrics["rows"]]
+    assert [r["value"] for r in quiz["hidden"]["rows"]] == [shown(r) for r in panel_order(metrics["rows"])]
+    assert [r["status"] for r in quiz["answered"]["rows"]] == [r["status"] for r in panel_order(metrics["rows"])]
     assert quiz["feedback"].startswith("Correct. The plan PASSES")
     assert quiz["report_disabled"] is True  # the report would give the answer away
 
@@ -265,7 +279,7 @@ def test_report_pdf_downloads_with_the_panel_values(web, metrics):
     text = " ".join(" ".join(page.extract_text() for page in reader.pages).split())
     assert f"Verdict: {metrics['verdict'].upper()}" in text
     for r in metrics["rows"]:
-        assert f"{r['structure']} {r['metric']} {r['value']:.2f} {r['unit']}" in text
+        assert f"{r['structure']} {r['metric']} {shown(r)}" in text
     assert len([im for page in reader.pages for im in page.images]) == 4  # DVH, axial, fusion, sagittal
 
 

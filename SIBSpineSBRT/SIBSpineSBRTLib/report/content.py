@@ -1,15 +1,20 @@
-"""What the review report says, in one place for its HTML and PDF forms: the header, the limits table, the
-status key, the image captions, the planning volumes and the footer. Plain text (Unicode); each form
-escapes and lays it out. No patient name or ID appears unless ``patient_label`` is given."""
+"""What the review says, in one place for every front end: the report (HTML and PDF), the terminal table, the
+Slicer panel and the web demo. The header, the verdict line, the two sections of limits (the protocol's, which
+decide the verdict, and the local defaults to confirm, which never do), the NON-PROTOCOL banner, the status
+key, the image captions, the planning volumes and the footer. Plain text (Unicode); each form escapes and lays
+it out. No patient name or ID appears unless ``patient_label`` is given."""
 
 from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .. import __version__
 from ..dose.radiobiology import metric_radiobiology
+from ..protocol import evaluate as ev
+from ..protocol.model import Protocol
+from ..review.deviations import NON_PROTOCOL
 from ..review.pipeline import ReviewResult
 from .status_style import STATUS_LABEL, STATUS_MEANING
 
@@ -32,6 +37,39 @@ LIMIT_COLUMNS = (
 )
 CONTOURED = ("GTV", "CTV", "PTV_Eval", "SpinalCord", "SpinalCord_PRV02", "ThecalSac")  # outlined on the slices
 
+# -- the sections ---------------------------------------------------------------------------------------------
+
+PROTOCOL_HEADING = "Protocol limits"
+PROTOCOL_RULE = "they decide the verdict"
+PROTOCOL_NOTE = "The protocol's confirmed limits: they alone decide the verdict. Values are judged as shown."
+ADVISORY_HEADING = "Local defaults to confirm"
+ADVISORY_RULE = "advisory: they never decide the verdict or the exit code"
+ADVISORY_NOTE = (
+    "Advisory: these limits are unconfirmed local defaults from the literature (each row names its source), "
+    "judged the same way for information. A clinic must confirm them; they never decide the verdict or the "
+    "exit code."
+)
+NOT_EVALUATED_HEADING = "Not evaluated"
+NOT_EVALUATED_RULE = "no protocol structure matches them; not judged"
+PROBLEMS_INCOMPLETE = "The review is incomplete: the plan cannot pass because"
+PROBLEMS_OTHER = "Review problems (each stops a pass):"
+
+# -- how the banners look (the status and verdict colours are in status_style) --------------------------------
+
+NON_PROTOCOL_HEX = "#e65100"  # deep amber: the NON-PROTOCOL REVIEW banner
+NON_PROTOCOL_TINT = "#fff3e0"  # its deviations box
+PROBLEM_HEX = "#d32f2f"
+PROBLEM_TINT = "#fdecea"
+ADVISORY_HEX = "#78909c"  # the advisory section's lighter, greyed heading
+ADVISORY_TINT = "#f3f5f7"
+ADVISORY_STATUS_TEXT = "#263238"  # on the lightened status fills of advisory rows
+
+
+def lighter(hex_colour: str, amount: float = 0.55) -> str:
+    """``hex_colour`` mixed with white (``amount`` 0: unchanged, 1: white): an advisory row's status fill."""
+    rgb = [int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(c + (255 - c) * amount):02x}" for c in rgb)
+
 
 @dataclass(frozen=True)
 class LimitRow:
@@ -47,6 +85,16 @@ class LimitRow:
     crosscheck_flagged: bool
     note: str
     source: str
+    advisory: bool = False
+
+
+def prescription_text(protocol: Protocol) -> str:
+    """ "30 Gy in 5 fractions (6 Gy per fraction) to PTV_Eval D90%"."""
+    p = protocol
+    return (
+        f"{p.prescription_gy:g} Gy in {p.fractions} fractions ({p.prescription_gy / p.fractions:g} Gy per fraction) "
+        f"to {p.prescription_structure} {p.prescription_metric}"
+    )
 
 
 def header_rows(result: ReviewResult, patient_label: Optional[str] = None) -> List[Tuple[str, str]]:
@@ -56,33 +104,108 @@ def header_rows(result: ReviewResult, patient_label: Optional[str] = None) -> Li
         ("Case", result.case),
         ("Level", result.level),
         ("Protocol", p.name),
-        (
-            "Prescription",
-            f"{p.prescription_gy:g} Gy in {p.fractions} fractions to {p.prescription_structure} "
-            f"{p.prescription_metric}",
-        ),
+        ("Prescription", prescription_text(p)),
     ]
 
 
-def verdict_text(result: ReviewResult) -> str:
-    return f"Verdict: {result.verdict.upper()}"
+# -- the verdict ------------------------------------------------------------------------------------------------
 
 
-def limit_rows(result: ReviewResult) -> List[LimitRow]:
+def counts_text(rows: Iterable) -> str:
+    """ "6 optimal, 1 acceptable, 2 met": how many rows (anything with a ``status``) have each status."""
+    return ", ".join(f"{n} {STATUS_LABEL[s].lower()}" for s, n in ev.status_counts(list(rows)).items())
+
+
+def verdict_sentence(verdict: str, rows: Sequence, non_protocol: bool = False) -> str:
+    """ "Verdict: PASS  (6 optimal, 1 acceptable, 2 met)" over ``rows`` (the protocol rows); with
+    ``non_protocol``, "[NON-PROTOCOL REVIEW]" after the verdict."""
+    flag = f"  [{NON_PROTOCOL}]" if non_protocol else ""
+    counts = counts_text(rows)
+    return f"Verdict: {verdict.upper()}{flag}" + (f"  ({counts})" if counts else "")
+
+
+def verdict_text(result: ReviewResult, flag: bool = False) -> str:
+    """The verdict line over the protocol rows (the report shows the NON-PROTOCOL banner beside it instead of
+    ``flag``)."""
+    return verdict_sentence(result.verdict, result.protocol_rows, flag and result.non_protocol)
+
+
+def non_protocol_title(protocol_id: str) -> str:
+    return f"{NON_PROTOCOL}: the review departs from protocol {protocol_id}"
+
+
+def problems_heading(verdict: str) -> str:
+    return PROBLEMS_INCOMPLETE if verdict == ev.INCOMPLETE else PROBLEMS_OTHER
+
+
+def protocol_heading() -> str:
+    """The protocol section's heading with its rule, for one-line forms (panels)."""
+    return f"{PROTOCOL_HEADING} ({PROTOCOL_RULE})"
+
+
+def advisory_heading() -> str:
+    """The advisory section's heading with its rule, for one-line forms (terminal, table headers)."""
+    return f"{ADVISORY_HEADING} ({ADVISORY_RULE})"
+
+
+def advisory_verdict_sentence(advisory_verdict: Optional[str], rows: Sequence) -> Optional[str]:
+    if not advisory_verdict:
+        return None
+    counts = counts_text(rows)
+    return f"Advisory verdict: {advisory_verdict.upper()}" + (f"  ({counts})" if counts else "")
+
+
+def advisory_verdict_text(result: ReviewResult) -> Optional[str]:
+    """ "Advisory verdict: INCOMPLETE  (4 met)" over the advisory rows, or None when there is none."""
+    return advisory_verdict_sentence(result.advisory_verdict, result.advisory_rows)
+
+
+def not_contoured_sentence(level: str, structures: Sequence[str]) -> Optional[str]:
+    return f"Not contoured (expected at {level}): {', '.join(structures)}" if structures else None
+
+
+def not_contoured_text(result: ReviewResult) -> Optional[str]:
+    return not_contoured_sentence(result.level, result.not_contoured)
+
+
+def not_evaluated_sentence(segments: Sequence[str]) -> Optional[str]:
+    """ "Not evaluated (no protocol structure matches them; not judged): Couch"."""
+    return f"{NOT_EVALUATED_HEADING} ({NOT_EVALUATED_RULE}): {', '.join(segments)}" if segments else None
+
+
+def not_evaluated_segments_text(segments: Sequence[str]) -> Optional[str]:
+    """The same under a "Not evaluated" heading: "Segments (no protocol structure matches them; ...): Couch"."""
+    return f"Segments ({NOT_EVALUATED_RULE}): {', '.join(segments)}" if segments else None
+
+
+def has_advisory_section(result: ReviewResult) -> bool:
+    return bool(result.advisory_rows or result.not_contoured)
+
+
+def shown_messages(result: ReviewResult) -> List[str]:
+    """The messages of the Messages section: the review-level problems are shown next to the verdict instead."""
+    return [m for m in result.messages if m not in result.problems]
+
+
+# -- the limits tables ----------------------------------------------------------------------------------------
+
+
+def limit_rows(result: ReviewResult, rows: Optional[Sequence[ev.RowResult]] = None) -> List[LimitRow]:
+    """The table rows of ``rows`` (default: every row, in protocol order). Values as judged: ``value_text``."""
     p = result.protocol
-    rows = []
-    for r in result.rows:
+    out = []
+    for r in result.rows if rows is None else rows:
         role = p.structures.get(r.structure)
         rb = metric_radiobiology(r.metric, r.value, p.fractions, role.alpha_beta_gy if role else None)
         check, flagged = DASH, False
         if r.crosscheck is not None:
             check = f"{r.crosscheck.value:.2f} ({r.crosscheck.difference:+.2f})"
             flagged = bool(r.crosscheck.flagged)
-        rows.append(
+        out.append(
             LimitRow(
                 structure=r.structure,
                 metric=r.metric,
-                value=DASH if r.value is None else f"{r.value:.2f} {r.unit}",
+                value=DASH if r.value is None else r.value_text,
                 eqd2=DASH if rb is None else f"{rb['eqd2_gy']:.1f} Gy (\u03b1/\u03b2 {rb['alpha_beta_gy']:g})",
                 optimal=r.optimal_text or "-",
                 mandatory=r.mandatory_text or "-",
@@ -91,10 +214,11 @@ def limit_rows(result: ReviewResult) -> List[LimitRow]:
                 crosscheck=check,
                 crosscheck_flagged=flagged,
                 note=r.message or r.constraint.note,
-                source=r.constraint.source + ("" if r.constraint.confirmed else " \u2014 default, confirm locally"),
+                source=r.constraint.source or f"protocol {p.id}",
+                advisory=r.advisory,
             )
         )
-    return rows
+    return out
 
 
 def status_key() -> List[Tuple[str, str]]:
@@ -102,12 +226,23 @@ def status_key() -> List[Tuple[str, str]]:
     return [(STATUS_LABEL[s], meaning) for s, meaning in STATUS_MEANING.items()]
 
 
+# -- images, volumes, footer -----------------------------------------------------------------------------------
+
+
+def _mr_placement_shown(result: ReviewResult) -> bool:
+    """A message says how the MR was placed (``review.fusion.place_mr`` starts it with the MR's label)."""
+    return any(m.upper().startswith("MR") for m in shown_messages(result))
+
+
 def image_captions(result: ReviewResult) -> Dict[str, str]:
     rx = result.protocol.prescription_gy
     wash = f"dose colour-wash from {0.5 * rx:g} Gy, isodose lines {rx:g} Gy (white) and {1.4 * rx:g} Gy (magenta)"
+    fusion = "Axial MR over the CT (50%)"
+    if _mr_placement_shown(result):
+        fusion += "; how the MR was placed is under Messages"
     return {
         "axial_dose": f"Axial CT through the target centre: {wash}",
-        "axial_fusion": "Axial MR over the CT (50%); how the MR was placed is under Messages",
+        "axial_fusion": fusion,
         "sagittal_dose": f"Sagittal CT through the target centre: {wash}",
     }
 

@@ -1,7 +1,9 @@
 """The review report: one self-contained HTML file (images embedded) that a physicist can file or print.
 
-Contents: case, protocol and prescription; the verdict; the constraint table with statuses, EQD2 and
-sources; the DVH with the limits drawn; axial and sagittal slices (dose colour-wash and contours; fused
+Contents: case, protocol and prescription; the verdict, with the NON-PROTOCOL REVIEW banner when the review
+departs from its protocol and the review-level problems that stop a pass; the protocol limits (they decide the
+verdict) and, apart and greyed, the local defaults to confirm (advisory), with statuses, EQD2 and sources; the
+segments not evaluated; the DVH with the limits drawn; axial and sagittal slices (dose colour-wash and contours; fused
 MR/CT when an MR is given); the planning volumes' recipes; warnings; software version and date. No
 patient name or ID appears unless ``patient_label`` is given.
 """
@@ -19,9 +21,9 @@ import numpy as np
 from ..geometry.grid import ImageGeometry
 from ..review.pipeline import ReviewResult, structure_masks
 from . import content, figures
-from .content import CONTOURED
+from .content import CONTOURED, PROBLEM_HEX, PROBLEM_TINT
 from .slices import plane_through, sample_dose, sample_image, sample_mask
-from .status_style import VERDICT_HEX
+from .status_style import STATUS_HEX, VERDICT_HEX
 
 
 @dataclass
@@ -81,6 +83,67 @@ def make_images(result: ReviewResult, ct: Optional[ImageInput], mr: Optional[Ima
     return images
 
 
+def _limits_table(rows, advisory: bool = False) -> str:
+    e = html.escape
+    body = []
+    for r in rows:
+        check = e(r.crosscheck) + (" &#9888;" if r.crosscheck_flagged else "")
+        body.append(
+            f"<tr><td>{e(r.structure)}</td><td>{e(r.metric)}</td><td class=num>{e(r.value)}</td>"
+            f"<td class=num>{e(r.eqd2)}</td><td>{e(r.optimal)}</td><td>{e(r.mandatory)}</td>"
+            f'<td class="status {r.status}">{e(r.status_label)}</td><td class=num>{check}</td>'
+            f"<td class=note>{e(r.note)}<br><small>{e(r.source)}</small></td></tr>"
+        )
+    header = "".join(f"<th>{e(c)}</th>" for c in content.LIMIT_COLUMNS)
+    cls = "limits advisory" if advisory else "limits"
+    return f'<table class="{cls}"><tr>{header}</tr>\n{"".join(body)}</table>'
+
+
+def _status_css() -> str:
+    dark = {"acceptable", "not_applicable"}  # light fills that need dark text
+    css = [f"td.{s} {{ background: {h}; color: {'#222' if s in dark else 'white'}; }}" for s, h in STATUS_HEX.items()]
+    css += [  # advisory rows: lighter fills, they never decide the verdict
+        f"table.advisory td.{s} {{ background: {content.lighter(h)}; color: {content.ADVISORY_STATUS_TEXT}; }}"
+        for s, h in STATUS_HEX.items()
+    ]
+    return "\n".join(css)
+
+
+def _verdict_block(result: ReviewResult) -> str:
+    """The verdict, the NON-PROTOCOL banner with the deviations beside it, and the review-level problems."""
+    e = html.escape
+    out = [f"<div class=verdict-row><span class=verdict id=verdict>{e(content.verdict_text(result))}</span>"]
+    if result.non_protocol:
+        items = "".join(f"<li>{e(d)}</li>" for d in result.deviations)
+        out.append(
+            f"<div class=nonprotocol id=non-protocol><div class=np-title>&#9888; "
+            f"{e(content.non_protocol_title(result.protocol.id))}</div><ul>{items}</ul></div>"
+        )
+    out.append("</div>")
+    if result.problems:
+        items = "".join(f"<li>{e(m)}</li>" for m in result.problems)
+        out.append(
+            f"<div class=problems id=problems><b>{e(content.problems_heading(result.verdict))}</b><ul>{items}</ul></div>"
+        )
+    return "".join(out)
+
+
+def _advisory_section(result: ReviewResult) -> str:
+    if not content.has_advisory_section(result):
+        return ""
+    e = html.escape
+    parts = [
+        f"<section class=advisory-section id=advisory><h2 class=advisory-h>{e(content.ADVISORY_HEADING)}</h2>",
+        f"<p class=advisory-note>{e(content.ADVISORY_NOTE)}</p>",
+    ]
+    if result.advisory_rows:
+        parts.append(_limits_table(content.limit_rows(result, result.advisory_rows), advisory=True))
+    lines = [t for t in (content.advisory_verdict_text(result), content.not_contoured_text(result)) if t]
+    parts += [f"<p class=advisory-line>{e(t)}</p>" for t in lines]
+    parts.append("</section>")
+    return "".join(parts)
+
+
 def build_report(
     result: ReviewResult,
     images: Dict[str, bytes],
@@ -91,23 +154,20 @@ def build_report(
     when = when or _dt.datetime.now()
     e = html.escape
     verdict_color = VERDICT_HEX.get(result.verdict, "#8c8c8c")
-    rows_html = []
-    for r in content.limit_rows(result):
-        check = e(r.crosscheck) + (" &#9888;" if r.crosscheck_flagged else "")
-        rows_html.append(
-            f"<tr><td>{e(r.structure)}</td><td>{e(r.metric)}</td><td class=num>{e(r.value)}</td>"
-            f"<td class=num>{e(r.eqd2)}</td><td>{e(r.optimal)}</td><td>{e(r.mandatory)}</td>"
-            f'<td class="status {r.status}">{e(r.status_label)}</td><td class=num>{check}</td>'
-            f"<td class=note>{e(r.note)}<br><small>{e(r.source)}</small></td></tr>"
-        )
-    header = "".join(f"<th>{e(c)}</th>" for c in content.LIMIT_COLUMNS)
+    protocol_table = _limits_table(content.limit_rows(result, result.protocol_rows))
     key = "; ".join(f"{e(label)}: {e(meaning)}" for label, meaning in content.status_key())
     volumes = "".join(
         f"<tr><td>{e(n)}</td><td class=num>{e(size)}</td><td>{e(recipe)}</td></tr>"
         for n, size, recipe in content.volume_rows(result)
     )
     problems = "".join(f"<li>{e(m)}</li>" for m in content.volume_problems(result))
-    messages = "".join(f"<li>{e(m)}</li>" for m in result.messages)
+    messages = "".join(f"<li>{e(m)}</li>" for m in content.shown_messages(result))
+    not_evaluated = ""
+    if result.not_evaluated:
+        not_evaluated = (
+            f"<h2>{e(content.NOT_EVALUATED_HEADING)}</h2>"
+            f"<p id=not-evaluated>{e(content.not_evaluated_segments_text(result.not_evaluated))}</p>"
+        )
     figs = [
         f"<figure>{_img(images[key], caption)}<figcaption>{e(caption)}</figcaption></figure>"
         for key, caption in content.image_captions(result).items()
@@ -118,6 +178,8 @@ def build_report(
     )
     meta = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in content.header_rows(result, patient_label))
     dvh = _img(images["dvh"], "DVH with protocol limits") if "dvh" in images else "<p>No dose: no DVH.</p>"
+    np_hex, np_tint = content.NON_PROTOCOL_HEX, content.NON_PROTOCOL_TINT
+    adv_hex, adv_tint = content.ADVISORY_HEX, content.ADVISORY_TINT
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>SIB spine SBRT review: {e(result.case)}</title>
 <style>
@@ -127,9 +189,20 @@ table {{ border-collapse: collapse; font-size: 13px; }} th, td {{ border: 1px so
 th {{ background: #eef1f6; text-align: left; }} td.num {{ text-align: right; white-space: nowrap; }}
 td.note {{ font-size: 11.5px; color: #444; max-width: 330px; }}
 td.status {{ font-weight: bold; color: white; text-align: center; white-space: nowrap; }}
-td.optimal {{ background: #2e9e40; }} td.acceptable {{ background: #e0a800; color: #222; }} td.fail {{ background: #d32f2f; }}
-td.not_evaluable {{ background: #8c8c8c; }} td.not_applicable {{ background: #b0bec5; color: #222; }}
-.verdict {{ display: inline-block; padding: 8px 18px; color: white; font-size: 20px; font-weight: bold; border-radius: 4px; background: {verdict_color}; }}
+{_status_css()}
+.verdict-row {{ display: flex; align-items: flex-start; gap: 16px; margin: 12px 0; }}
+.verdict {{ display: inline-block; padding: 8px 18px; color: white; font-size: 20px; font-weight: bold; border-radius: 4px; background: {verdict_color}; white-space: nowrap; }}
+.nonprotocol {{ border: 3px solid {np_hex}; background: {np_tint}; border-radius: 4px; flex: 1; }}
+.nonprotocol .np-title {{ background: {np_hex}; color: white; font-size: 20px; font-weight: bold; padding: 6px 12px; }}
+.nonprotocol ul {{ margin: 6px 0 8px 0; font-size: 13.5px; }}
+.problems {{ border: 2px solid {PROBLEM_HEX}; background: {PROBLEM_TINT}; border-radius: 4px; padding: 6px 12px; margin: 8px 0; font-size: 13.5px; }}
+.problems ul {{ margin: 4px 0; }}
+p.section-note {{ font-size: 12.5px; margin: 0 0 6px 0; }}
+.advisory-section {{ background: {adv_tint}; padding: 2px 12px 10px 12px; margin-top: 22px; border-left: 5px solid {adv_hex}; }}
+h2.advisory-h {{ color: {adv_hex}; border-bottom-color: {adv_hex}; }}
+.advisory-note {{ font-size: 12.5px; color: #555; font-style: italic; margin: 0 0 6px 0; }}
+table.advisory th {{ background: #e4e8ec; color: #555; }} table.advisory td {{ background: white; color: #555; }}
+.advisory-line {{ font-size: 13px; margin: 6px 0 0 0; color: #333; }}
 .meta td, .meta th {{ border: none; padding: 2px 12px 2px 0; }}
 figure {{ display: inline-block; width: 400px; margin: 0 16px 14px 0; vertical-align: top; }} figure img {{ width: 400px; }}
 figcaption {{ font-size: 12px; color: #444; }} .dvh img {{ width: 760px; }}
@@ -138,10 +211,12 @@ footer {{ margin-top: 28px; font-size: 11px; color: #666; }}
 </style></head><body>
 <h1>{e(content.TITLE)}</h1>
 <table class=meta>{meta}</table>
-<p><span class=verdict>{e(content.verdict_text(result))}</span></p>
-<h2>Protocol limits</h2>
-<table><tr>{header}</tr>
-{"".join(rows_html)}</table>
+{_verdict_block(result)}
+<h2>{e(content.PROTOCOL_HEADING)}</h2>
+<p class=section-note>{e(content.PROTOCOL_NOTE)}</p>
+{protocol_table}
+{_advisory_section(result)}
+{not_evaluated}
 <p style="font-size:12px">{e(content.METRIC_NOTE)} {key}.</p>
 {"<h2>Messages</h2><ul>" + messages + "</ul>" if messages else ""}
 <h2>Dose-volume histogram</h2><div class=dvh>{dvh}</div>

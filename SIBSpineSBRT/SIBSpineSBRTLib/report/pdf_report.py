@@ -20,6 +20,8 @@ LIMIT_WIDTHS = (27, 19, 20, 29, 30, 30, 24, 22, 76)
 GREY_TEXT = (70, 70, 70)
 RULE = (200, 204, 214)
 HEADING_FILL = (238, 241, 246)
+ADVISORY_FILL = (228, 232, 236)  # the advisory table's lighter, greyed headings
+ADVISORY_TEXT = (90, 98, 106)
 DARK_ON = {"acceptable", "not_applicable"}  # light fills that need dark text
 
 
@@ -78,21 +80,53 @@ def build_pdf(
     pdf.set_creation_date(when.astimezone(_dt.timezone.utc) if when.tzinfo else when)
     pdf.add_page()
 
-    def heading(text: str) -> None:
+    def heading(text: str, colour=(29, 36, 48), rule=RULE) -> None:
         pdf.ln(3)
         pdf.set_font(FONT, "B", 12)
-        pdf.set_text_color(29, 36, 48)
+        pdf.set_text_color(*colour)
         pdf.cell(0, 7, text, new_x="LMARGIN", new_y="NEXT")
-        pdf.set_draw_color(*RULE)
+        pdf.set_draw_color(*rule)
         pdf.line(pdf.l_margin, pdf.get_y(), pdf.w - pdf.r_margin, pdf.get_y())
         pdf.ln(2)
 
-    def small(text: str, size: float = 8) -> None:
-        pdf.set_font(FONT, "", size)
-        pdf.set_text_color(*GREY_TEXT)
-        pdf.multi_cell(0, 4, text, new_x="LMARGIN", new_y="NEXT")
+    def small(text: str, size: float = 8, colour=GREY_TEXT, style: str = "") -> None:
+        pdf.set_font(FONT, style, size)
+        pdf.set_text_color(*colour)
+        pdf.multi_cell(0, 4, text, align="L", new_x="LMARGIN", new_y="NEXT")
 
-    # header and verdict
+    def keep_room(mm: float) -> None:
+        """A new page unless ``mm`` are left above the bottom margin (a heading never ends a page)."""
+        if pdf.get_y() + mm > pdf.h - pdf.b_margin:
+            pdf.add_page()
+
+    def box(x: float, width: float, title: str, lines, edge, tint) -> None:
+        """A tinted box framed in ``edge``: a bold title and bullet lines, from the current y."""
+        pdf.set_fill_color(*tint)
+        top = pdf.get_y()
+        pdf.set_xy(x, top)
+        pdf.set_font(FONT, "B", 9)
+        pdf.set_text_color(29, 36, 48)
+        pdf.multi_cell(width, 5, title, fill=True, align="L", padding=(1.5, 2.5, 0.5, 2.5), new_x="LEFT", new_y="NEXT")
+        pdf.set_font(FONT, "", 9)
+        for line in lines:
+            pdf.multi_cell(
+                width,
+                4.4,
+                f"\u2022 {line}",
+                fill=True,
+                align="L",
+                padding=(0.3, 2.5, 0.3, 4),
+                new_x="LEFT",
+                new_y="NEXT",
+            )
+        pdf.cell(width, 1.5, "", fill=True, new_x="LEFT", new_y="NEXT")
+        pdf.set_draw_color(*edge)
+        pdf.set_line_width(0.7)
+        pdf.rect(x, top, width, pdf.get_y() - top, style="D")
+        pdf.set_line_width(0.2)
+        pdf.set_xy(pdf.l_margin, pdf.get_y() + 3)
+
+    # header, verdict and what stands beside it
     pdf.set_font(FONT, "B", 16)
     pdf.set_text_color(29, 36, 48)
     pdf.cell(0, 9, content.TITLE, new_x="LMARGIN", new_y="NEXT")
@@ -107,45 +141,108 @@ def build_pdf(
     pdf.set_fill_color(*_rgb(VERDICT_HEX.get(result.verdict, "#8c8c8c")))
     pdf.set_text_color(255, 255, 255)
     verdict = content.verdict_text(result)
-    pdf.cell(pdf.get_string_width(verdict) + 12, 10, verdict, fill=True, align="C", new_x="LMARGIN", new_y="NEXT")
+    verdict_w = pdf.get_string_width(verdict) + 12
+    top = pdf.get_y()
+    pdf.cell(verdict_w, 10, verdict, fill=True, align="C", new_x="LMARGIN", new_y="NEXT")
+    if result.non_protocol:
+        x = pdf.l_margin + verdict_w + 4
+        width = pdf.w - pdf.r_margin - x
+        pdf.set_xy(x, top)
+        pdf.set_fill_color(*_rgb(content.NON_PROTOCOL_HEX))
+        pdf.set_font(FONT, "B", 14)
+        pdf.cell(width, 10, f"\u26a0 {content.NON_PROTOCOL}", fill=True, align="C", new_x="LEFT", new_y="NEXT")
+        box(
+            x,
+            width,
+            f"The review departs from protocol {result.protocol.id}; it is not a protocol review:",
+            result.deviations,
+            _rgb(content.NON_PROTOCOL_HEX),
+            _rgb(content.NON_PROTOCOL_TINT),
+        )
+    else:
+        pdf.ln(2)
+    if result.problems:
+        box(
+            pdf.l_margin,
+            pdf.w - pdf.l_margin - pdf.r_margin,
+            content.problems_heading(result.verdict),
+            result.problems,
+            _rgb(content.PROBLEM_HEX),
+            _rgb(content.PROBLEM_TINT),
+        )
 
-    # the limits table
-    heading("Protocol limits")
-    pdf.set_text_color(29, 36, 48)
-    pdf.set_draw_color(*RULE)
-    pdf.set_font(FONT, "", 7.5)
     plain = FontFace(fill_color=(255, 255, 255))  # explicit: a styled cell's fill would carry over otherwise
+    advisory_text = FontFace(color=ADVISORY_TEXT, fill_color=(255, 255, 255))
 
-    def table(widths, line_height):
+    def table(widths, line_height, headings=None):
         return pdf.table(
             col_widths=widths,
             width=sum(widths),
             text_align="LEFT",
             line_height=line_height,
-            headings_style=FontFace(emphasis="BOLD", fill_color=HEADING_FILL),
+            headings_style=headings or FontFace(emphasis="BOLD", fill_color=HEADING_FILL),
             padding=1,
             align="LEFT",
         )
 
-    with table(LIMIT_WIDTHS, 3.6) as limits:
-        limits.row(content.LIMIT_COLUMNS)
-        for r in content.limit_rows(result):
-            row = limits.row()
-            for text in (r.structure, r.metric, r.value, r.eqd2, r.optimal, r.mandatory):
-                row.cell(text, style=plain)
-            status_text = (0, 0, 0) if r.status in DARK_ON else (255, 255, 255)
-            row.cell(
-                r.status_label,
-                align="CENTER",
-                style=FontFace(emphasis="BOLD", color=status_text, fill_color=_rgb(STATUS_HEX[r.status])),
-            )
-            row.cell(r.crosscheck + (" (flagged)" if r.crosscheck_flagged else ""), style=plain)
-            row.cell(f"{r.note}\n{r.source}", style=plain)
+    def limits_table(rows, advisory: bool = False) -> None:
+        pdf.set_text_color(29, 36, 48)
+        pdf.set_draw_color(*RULE)
+        pdf.set_font(FONT, "", 7.5)
+        cell_style = advisory_text if advisory else plain
+        headings = FontFace(
+            emphasis="BOLD",
+            color=ADVISORY_TEXT if advisory else None,
+            fill_color=(ADVISORY_FILL if advisory else HEADING_FILL),
+        )
+        with table(LIMIT_WIDTHS, 3.6, headings) as limits:
+            limits.row(content.LIMIT_COLUMNS)
+            for r in rows:
+                row = limits.row()
+                for text in (r.structure, r.metric, r.value, r.eqd2, r.optimal, r.mandatory):
+                    row.cell(text, style=cell_style)
+                fill, text = STATUS_HEX[r.status], "#000000" if r.status in DARK_ON else "#ffffff"
+                if advisory:  # lighter: it never decides the verdict
+                    fill, text = content.lighter(fill), content.ADVISORY_STATUS_TEXT
+                row.cell(
+                    r.status_label,
+                    align="CENTER",
+                    style=FontFace(emphasis="BOLD", color=_rgb(text), fill_color=_rgb(fill)),
+                )
+                row.cell(r.crosscheck + (" (flagged)" if r.crosscheck_flagged else ""), style=cell_style)
+                row.cell(f"{r.note}\n{r.source}", style=cell_style)
+        pdf.ln(1)
+
+    # the protocol's limits: they decide the verdict
+    heading(content.PROTOCOL_HEADING)
+    small(content.PROTOCOL_NOTE, 8.5, (29, 36, 48))
+    pdf.ln(1)
+    limits_table(content.limit_rows(result, result.protocol_rows))
+
+    # the local defaults to confirm: advisory, apart and greyed
+    if content.has_advisory_section(result):
+        grey = _rgb(content.ADVISORY_HEX)
+        keep_room(60)
+        heading(content.ADVISORY_HEADING, grey, grey)
+        small(content.ADVISORY_NOTE, 8.5, ADVISORY_TEXT)
+        pdf.ln(1)
+        if result.advisory_rows:
+            limits_table(content.limit_rows(result, result.advisory_rows), advisory=True)
+        if content.advisory_verdict_text(result):
+            small(content.advisory_verdict_text(result), 9, (29, 36, 48), "B")
+        if content.not_contoured_text(result):
+            small(content.not_contoured_text(result), 9, (29, 36, 48))
+    if result.not_evaluated:
+        keep_room(25)
+        heading(content.NOT_EVALUATED_HEADING)
+        small(content.not_evaluated_segments_text(result.not_evaluated), 9, (29, 36, 48))
     pdf.ln(1)
     small(content.METRIC_NOTE + " " + "; ".join(f"{label}: {meaning}" for label, meaning in content.status_key()) + ".")
-    if result.messages:
+    messages = content.shown_messages(result)
+    if messages:
+        keep_room(25)
         heading("Messages")
-        for m in result.messages:
+        for m in messages:
             small(f"\u2022 {m}", 9)
 
     # DVH and images on their own page

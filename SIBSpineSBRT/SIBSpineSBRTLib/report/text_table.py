@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import List
 
 from ..dose.radiobiology import metric_radiobiology
-from ..protocol.evaluate import status_counts
-from ..review.deviations import NON_PROTOCOL
 from ..review.pipeline import ReviewResult
+from . import content
 from .status_style import STATUS_ANSI, STATUS_LABEL
 
 
@@ -33,41 +32,28 @@ def _rows_table(result: ReviewResult, rows, color: bool) -> List[str]:
     return [line(header), line(["-" * w for w in widths])] + [line(cells, r.status) for cells, r in zip(body, rows)]
 
 
-def counts_text(rows) -> str:
-    return ", ".join(f"{n} {STATUS_LABEL[s].lower()}" for s, n in status_counts(rows).items())
-
-
 def verdict_line(result: ReviewResult) -> str:
     """ "Verdict: PASS  (6 optimal, 1 acceptable, 6 met)", with NON-PROTOCOL REVIEW when there are deviations."""
-    flag = f"  [{NON_PROTOCOL}]" if result.non_protocol else ""
-    return f"Verdict: {result.verdict.upper()}{flag}  ({counts_text(result.protocol_rows)})"
+    return content.verdict_text(result, flag=True)
 
 
 def format_table(result: ReviewResult, color: bool = False) -> str:
     p = result.protocol
-    out = [
-        f"Case {result.case}, level {result.level}, protocol {p.id} ({p.prescription_gy:g} Gy in {p.fractions} "
-        f"fractions, {p.prescription_gy / p.fractions:g} Gy per fraction, to {p.prescription_structure} "
-        f"{p.prescription_metric})",
-    ]
+    out = [f"Case {result.case}, level {result.level}, protocol {p.id}: {content.prescription_text(p)}"]
     if result.non_protocol:
-        out += ["", f"*** {NON_PROTOCOL}: the review departs from protocol {p.id} ***"]
+        out += ["", f"*** {content.non_protocol_title(p.id)} ***"]
         out += [f"  - {d}" for d in result.deviations]
-    out += ["", "Protocol limits", *_rows_table(result, result.protocol_rows, color)]
+    out += ["", content.PROTOCOL_HEADING, *_rows_table(result, result.protocol_rows, color)]
     out += ["", verdict_line(result)]
-    if result.advisory_rows or result.not_contoured:
+    if content.has_advisory_section(result):
         out += [
             "",
-            "Local defaults to confirm (advisory: they never decide the verdict or the exit code)",
+            content.advisory_heading(),
             *(_rows_table(result, result.advisory_rows, color) if result.advisory_rows else []),
         ]
-        if result.not_contoured:
-            out += [f"Not contoured (expected at {result.level}): {', '.join(result.not_contoured)}"]
-        if result.advisory_verdict:
-            counts = counts_text(result.advisory_rows)
-            out += [f"Advisory verdict: {result.advisory_verdict.upper()}" + (f"  ({counts})" if counts else "")]
+        out += [t for t in (content.not_contoured_text(result), content.advisory_verdict_text(result)) if t]
     if result.not_evaluated:
-        out += ["", "Not evaluated (no protocol structure matches): " + ", ".join(result.not_evaluated)]
+        out += ["", content.not_evaluated_sentence(result.not_evaluated)]
     if any(r.crosscheck is not None and r.crosscheck.flagged for r in result.rows):
         out += ["* the two DVH engines disagree on this row; it is judged on the more conservative value."]
     if result.messages:

@@ -164,7 +164,7 @@ class WebReview:
         s.whatif_modes = [{"title": m.label, "value": m.key} for m in teaching.WHATIF_MODES.values()]
         s.whatif_mode, s.whatif_factor, s.whatif_text, s.whatif_applied = teaching.WHOLE, 1.0, "", "whole:1.00"
         self._set_whatif_mode_limits(teaching.WHOLE)
-        s.evaluated, s.rows, s.verdict, s.dvh_src = False, [], {}, ""
+        s.evaluated, s.rows, s.advisory_rows, s.verdict, s.dvh_src = False, [], [], {}, ""
         s.quiz_enabled, s.quiz_answered, s.quiz_feedback = False, False, ""
         s.quiz_choices = [{"value": k, "title": v} for k, v in teaching.QUIZ_CHOICES.items()]
 
@@ -409,6 +409,32 @@ class WebReview:
                 raw_attrs=[':data-verdict="verdict.verdict"'],
                 style=("`font-weight:bold; font-size:15px; color:${verdict.color};`",),
             )
+            with html.Div(
+                v_if="evaluated && verdict.non_protocol",
+                id="non-protocol",
+                style=(
+                    "`border:3px solid ${verdict.non_protocol_color}; background:#fff3e0; border-radius:4px;"
+                    " margin:4px 0;`",
+                ),
+            ):
+                html.Div(
+                    "\u26a0 {{ verdict.non_protocol_title }}",
+                    style=(
+                        "`background:${verdict.non_protocol_color}; color:#fff; font-weight:bold; font-size:15px;"
+                        " padding:3px 8px;`",
+                    ),
+                )
+                with html.Ul(style="margin:2px 0 4px 22px; font-size:12.5px;"):
+                    html.Li("{{ d }}", v_for="(d, i) in verdict.deviations", key="i")
+            with html.Div(
+                v_if="evaluated && verdict.problems && verdict.problems.length",
+                id="review-problems",
+                style="border:2px solid #d32f2f; background:#fdecea; border-radius:4px; margin:4px 0;"
+                " padding:3px 8px; font-size:12.5px;",
+            ):
+                html.Div("{{ verdict.problems_heading }}", style="font-weight:bold;")
+                with html.Ul(style="margin:2px 0 2px 18px;"):
+                    html.Li("{{ m }}", v_for="(m, i) in verdict.problems", key="i")
             with html.Div(v_if="evaluated && quiz_enabled", id="quiz", classes="my-1"):
                 with html.Div(v_if="!quiz_answered", classes="d-flex align-center flex-wrap"):
                     html.Span("Your judgement:", classes="mr-2 text-body-2")
@@ -435,33 +461,93 @@ class WebReview:
                 v_if="!evaluated",
                 style="color:#777; padding:8px 0;",
             )
-            with html.Table(
-                id="constraint-table",
+            html.Div(
+                "{{ verdict.protocol_heading }}",
                 v_if="evaluated",
-                style="width:100%; border-collapse:collapse; font-size:12.5px;",
+                classes="text-overline",
+                style="line-height:1.6;",
+            )
+            self._rows_table("constraint-table", "rows", "evaluated")
+            with html.Div(
+                v_if="evaluated && verdict.advisory",
+                id="advisory-block",
+                style=(
+                    "`margin-top:10px; padding:4px 8px; background:#f3f5f7;"
+                    " border-left:4px solid ${verdict.advisory_color};`",
+                ),
             ):
-                with html.Tr(style="text-align:left; border-bottom:1px solid #999;"):
-                    for head in ("Structure", "Metric", "Value", "Optimal", "Mandatory", "Status"):
-                        html.Th(head, style="padding:2px 6px;")
-                with html.Tr(
-                    v_for="row in rows",
-                    key="row.key",
-                    classes="constraint-row",
-                    style="border-bottom:1px solid #e3e3e3; cursor:help;",
-                    raw_attrs=[':data-status="row.status"', ':data-key="row.key"', ':data-value="row.value"'],
-                ):
-                    html.Td("{{ row.structure }}", style="padding:2px 6px;")
-                    html.Td("{{ row.metric }}", style="padding:2px 6px;")
-                    html.Td("{{ row.value }}", style="padding:2px 6px; white-space:nowrap;")
-                    html.Td("{{ row.optimal }}", style="padding:2px 6px;")
-                    html.Td("{{ row.mandatory }}", style="padding:2px 6px;")
-                    html.Td(
-                        "{{ row.label }}",
-                        classes="row-status",
-                        style=("`padding:2px 6px; font-weight:bold; color:${row.color};`",),
-                    )
-                    with v3.VTooltip(activator="parent", location="top", max_width=560, content_class="row-help"):
-                        html.Div("{{ line }}", v_for="(line, i) in row.help", key="i", classes="mb-1")
+                html.Div(
+                    "{{ verdict.advisory_heading }}",
+                    classes="text-overline",
+                    style=("`line-height:1.6; color:${verdict.advisory_color};`",),
+                )
+                html.Div("{{ verdict.advisory_note }}", classes="text-caption", style="color:#555; font-style:italic;")
+                self._rows_table("advisory-table", "advisory_rows", "advisory_rows.length", advisory=True)
+                html.Div(
+                    "{{ verdict.advisory_verdict_text }}",
+                    v_if="verdict.advisory_verdict_text",
+                    id="advisory-verdict",
+                    classes="text-body-2 font-weight-bold mt-1",
+                    style="color:#37474f;",
+                )
+                html.Div(
+                    "{{ verdict.not_contoured_text }}",
+                    v_if="verdict.not_contoured_text",
+                    id="not-contoured",
+                    classes="text-body-2",
+                )
+            html.Div(
+                "{{ verdict.not_evaluated_text }}",
+                v_if="evaluated && verdict.not_evaluated_text",
+                id="not-evaluated",
+                classes="text-body-2 mt-2",
+                style="color:#555;",
+            )
+
+    @staticmethod
+    def _rows_table(table_id: str, rows: str, show: str, advisory: bool = False) -> None:
+        """A table of constraint rows (``rows``: the state list); every row has the class ``constraint-row`` and
+        its status, key and value as data attributes; hovering it explains it. Advisory rows are greyed, with
+        their source."""
+        heads = ("Structure", "Metric", "Value", "Optimal", "Mandatory", "Status") + (("Source",) if advisory else ())
+        text = "color:#555;" if advisory else ""
+        with html.Table(
+            id=table_id,
+            v_if=show,
+            style="width:100%; border-collapse:collapse; font-size:12.5px;" + text,
+        ):
+            with html.Tr(style="text-align:left; border-bottom:1px solid #999;"):
+                for head in heads:
+                    html.Th(head, style="padding:2px 6px;")
+            with html.Tr(
+                v_for=f"row in {rows}",
+                key="row.key",
+                classes="constraint-row",
+                style="border-bottom:1px solid #e3e3e3; cursor:help;",
+                raw_attrs=[
+                    ':data-status="row.status"',
+                    ':data-key="row.key"',
+                    ':data-value="row.value"',
+                    ':data-advisory="row.advisory"',
+                ],
+            ):
+                html.Td("{{ row.structure }}", style="padding:2px 6px;")
+                html.Td("{{ row.metric }}", style="padding:2px 6px;")
+                html.Td("{{ row.value }}", style="padding:2px 6px; white-space:nowrap;")
+                html.Td("{{ row.optimal }}", style="padding:2px 6px;")
+                html.Td("{{ row.mandatory }}", style="padding:2px 6px;")
+                html.Td(
+                    "{{ row.label }}",
+                    classes="row-status",
+                    style=(
+                        "`padding:2px 6px; font-weight:bold; color:${row.color};"
+                        + (" opacity:.75;`" if advisory else "`"),
+                    ),
+                )
+                if advisory:
+                    html.Td("{{ row.source }}", style="padding:2px 6px; font-size:11px;")
+                with v3.VTooltip(activator="parent", location="top", max_width=560, content_class="row-help"):
+                    html.Div("{{ line }}", v_for="(line, i) in row.help", key="i", classes="mb-1")
 
     # -- scene helpers ---------------------------------------------------------------------------------------
 
@@ -570,11 +656,13 @@ class WebReview:
         s, st = self.session, self.state
         result = self.shown if self.shown is not None else (s.result if s is not None else None)
         if result is None:
-            st.evaluated, st.rows, st.verdict, st.dvh_src = False, [], {}, ""
+            st.evaluated, st.rows, st.advisory_rows, st.verdict, st.dvh_src = False, [], [], {}, ""
             st.quiz_answered, st.quiz_feedback = False, ""
             return
         st.report_missing = teaching.report_missing(s)  # the quiz changes it too
-        st.rows = teaching.panel_rows(result, s.quiz)
+        rows = teaching.panel_rows(result, s.quiz)
+        st.rows = [r for r in rows if not r["advisory"]]
+        st.advisory_rows = [r for r in rows if r["advisory"]]
         st.verdict = teaching.verdict_banner(result, s.quiz)
         st.quiz_answered = s.quiz.answer is not None
         st.quiz_feedback = s.quiz.feedback(s.result)
