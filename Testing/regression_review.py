@@ -43,11 +43,15 @@ def parse(argv):
 def review(args) -> int:
     from SIBSpineSBRTLib.mrml.case import store_review
     from SIBSpineSBRTLib.protocol.model import load_protocol
+    from SIBSpineSBRTLib.report.output_folder import OutputFolder, input_hashes
     from SIBSpineSBRTLib.report.outputs import write_review_outputs
     from SIBSpineSBRTLib.review.dicom_review import mr_for_fusion, review_dicom_case
 
     roles = dict(r.split("=", 1) for r in args.role or [])
     protocol = load_protocol(args.protocol)
+    inputs = [args.case] + ([args.protocol] if args.protocol and Path(args.protocol).is_file() else [])
+    folder = OutputFolder(args.out, inputs)  # checked before any work: never inside the case folder
+    hashes = input_hashes(inputs)
     if in_slicer():
         import slicer
 
@@ -67,8 +71,12 @@ def review(args) -> int:
     if in_slicer() and slicerrt_available() and case.dose is not None:
         result = crosscheck_with_slicerrt(scene, case.segmentation, case.dose, result)
     mr, mr_to_ct = mr_for_fusion(case)
-    written = write_review_outputs(result, args.out, scene, case.ct, mr, mr_to_ct, report=not args.no_report)
-    print(f"{result.case}: verdict {result.verdict}; wrote " + ", ".join(str(p) for p in written.values()))
+    with folder as stage:  # all-or-nothing: the files appear together, or the folder stays as it was
+        staged = write_review_outputs(
+            result, stage.path, scene, case.ct, mr, mr_to_ct, report=not args.no_report, input_files=hashes
+        )
+    written = [Path(args.out) / p.name for p in staged.values()]
+    print(f"{result.case}: verdict {result.verdict}; wrote " + ", ".join(str(p) for p in written))
     for message in result.messages:
         print(message)
     return result.exit_code
@@ -82,12 +90,13 @@ def main(argv) -> int:
     from SIBSpineSBRTLib.caseio.errors import CaseIOError
     from SIBSpineSBRTLib.dose.grid import DoseError
     from SIBSpineSBRTLib.protocol.model import ProtocolError
+    from SIBSpineSBRTLib.report.output_folder import OutputError
     from SIBSpineSBRTLib.report.outputs import ReportDependencyError
 
     args = parse(argv)
     try:
         return review(args)
-    except (CaseIOError, DoseError, ProtocolError, ReportDependencyError, ValueError) as exc:
+    except (CaseIOError, DoseError, ProtocolError, ReportDependencyError, OutputError, ValueError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
 

@@ -488,7 +488,7 @@ CANALS = {"thoracic": ("SpinalCanal",), "sacral": ("SacralCanal", "SacralForamin
 
 
 @pytest.mark.parametrize("region", sorted(LEVELS_BY_REGION))
-@settings(PROPERTY, max_examples=30)
+@settings(PROPERTY, max_examples=80)  # about a quarter reach the full check (the rest touch the grid's ends)
 @given(data=st.data())
 def test_ptv_eval_is_the_ptv_outside_the_canal(region, data):
     level = data.draw(st.sampled_from(LEVELS_BY_REGION[region]))
@@ -502,17 +502,23 @@ def test_ptv_eval_is_the_ptv_outside_the_canal(region, data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GeometryWarning)
         vols, problems = build_planning_volumes(PROTOCOL, masks, level, ptv_margins=override)
+    expected_margins = override or Margins(*PROTOCOL.planning.ptv_margins_mm)
+    want_ptv = quietly(expand, masks["CTV"], expected_margins)
+    prv = vols["SpinalCord_PRV02"].mask.array
+    assert np.array_equal(prv, quietly(expand, masks["SpinalCord"], Margins.isotropic(PROTOCOL.planning.prv_margin_mm)))
+    if masks["CTV"].touched_end_slices() or Mask(want_ptv, geometry).touched_end_slices():
+        # a target reaching the grid's first or last slice was probably cut: no PTV is built from it
+        assert set(problems) == {"PTV", "PTV_Eval"} and "cut" in problems["PTV"]
+        return
     assert problems == {}
-    ptv, ptv_eval, prv = (vols[n].mask.array for n in ("PTV", "PTV_Eval", "SpinalCord_PRV02"))
+    ptv, ptv_eval = (vols[n].mask.array for n in ("PTV", "PTV_Eval"))
     canal = np.zeros(geometry.shape, bool)
     for n in CANALS[region]:
         canal |= masks[n].array
 
-    expected_margins = override or Margins(*PROTOCOL.planning.ptv_margins_mm)
-    assert np.array_equal(ptv, quietly(expand, masks["CTV"], expected_margins))
+    assert np.array_equal(ptv, want_ptv)
     assert subset(masks["CTV"].array, ptv)
     assert not np.any(ptv_eval & canal)
     assert np.array_equal(ptv_eval | (ptv & canal), ptv)
     assert subset(ptv_eval, ptv)
-    assert np.array_equal(prv, quietly(expand, masks["SpinalCord"], Margins.isotropic(PROTOCOL.planning.prv_margin_mm)))
     assert vols["PTV_Eval"].sources == ("PTV", *CANALS[region])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from .. import __version__
 
@@ -41,23 +41,53 @@ def _exit_code(result) -> int:
     return result.exit_code
 
 
-def _report(ctx, result, out: Path, args, ct=None, mr=None, mr_to_ct=None) -> int:
+def _inputs(args) -> List[str]:
+    """Every input path the command was given (files and DICOM folders): never written, hashed in metrics.json."""
+    names = ("dicom", "segmentation", "dose", "ct", "mr", "mr_transform", "rtstruct")
+    out = [getattr(args, n, None) for n in names]
+    protocol = getattr(args, "protocol", None)
+    if protocol and Path(protocol).is_file():
+        out.append(protocol)
+    return [str(p) for p in out if p]
+
+
+def _output_folder(args):
+    """The --out folder, checked before any work (never an input, writable)."""
+    from ..report.output_folder import OutputFolder
+
+    return OutputFolder(args.out, _inputs(args))
+
+
+def _report(ctx, result, folder, args, ct=None, mr=None, mr_to_ct=None) -> int:
+    """Write every output into the staging folder, publish them together, then print the table: nothing says
+    the verdict before its files exist."""
+    from ..mrml.storage import save_scene_mrb
+    from ..report.output_folder import input_hashes
     from ..report.outputs import write_review_outputs
     from ..report.text_table import format_table
 
+    hashes = input_hashes(_inputs(args))
+    with folder as stage:
+        staged = write_review_outputs(
+            result, stage.path, ctx.scene, ct, mr, mr_to_ct, report=not args.no_report, input_files=hashes
+        )
+        names = [staged["metrics"].name] + [staged[k].name for k in ("report", "pdf") if k in staged]
+        what_text = ""
+        if args.normalise:
+            what, what_text = _whatif(ctx, result, stage.path, args, hashes)
+            names.append(str(what.relative_to(stage.path)))
+        save_scene_mrb(ctx.scene, stage.path / "review.mrb")
+        names.append("review.mrb")
+    out = Path(args.out)
     print(format_table(result, color=args.color))
-    written = write_review_outputs(result, out, ctx.scene, ct, mr, mr_to_ct, report=not args.no_report)
-    files = [written["metrics"], written.get("report"), written.get("pdf")]
-    if args.normalise:
-        files.append(_whatif(ctx, result, out, args))
-    from ..mrml.storage import save_scene_mrb
-
-    files.append(save_scene_mrb(ctx.scene, out / "review.mrb"))
-    print("\nWrote " + ", ".join(str(Path(f).resolve()) for f in files if f) + " (open the .mrb in 3D Slicer).")
+    if what_text:
+        print(what_text)
+    print("\nWrote " + ", ".join(str((out / n).resolve()) for n in names) + " (open the .mrb in 3D Slicer).")
     return _exit_code(result)
 
 
-def _whatif(ctx, result, out: Path, args) -> Path:
+def _whatif(ctx, result, out: Path, args, hashes=None) -> Tuple[Path, str]:
+    """Write the normalised what-if's metrics.json under ``out``; returns its path and its printout."""
     from ..mrml.case import add_dose_node
     from ..report.metrics_json import write_metrics_json
     from ..report.text_table import format_table
@@ -66,12 +96,12 @@ def _whatif(ctx, result, out: Path, args) -> Path:
     p = result.protocol
     what = normalise_to_prescription(result)
     add_dose_node(ctx.scene, what.dose)
-    print(
+    text = (
         f"\nWhat-if: the whole dose x {what.factor:.4f} so that {p.prescription_structure} {p.prescription_metric} "
-        f"= {p.prescription_gy:g} Gy (was {what.before_gy:.2f} Gy); the original dose is unchanged.\n"
+        f"= {p.prescription_gy:g} Gy (was {what.before_gy:.2f} Gy); the original dose is unchanged.\n\n"
+        + format_table(what.result, color=args.color)
     )
-    print(format_table(what.result, color=args.color))
-    return write_metrics_json(what.result, out / "whatif_normalised" / "metrics.json")
+    return write_metrics_json(what.result, out / "whatif_normalised" / "metrics.json", input_files=hashes), text
 
 
 def cmd_demo(args) -> int:
@@ -79,6 +109,7 @@ def cmd_demo(args) -> int:
     from ..protocol.model import load_protocol
     from ..review.demo import run_demo_review
 
+    folder = _output_folder(args)
     ctx = new_scene()
     protocol = load_protocol(args.protocol)
     if args.export_dicom:
@@ -97,7 +128,7 @@ def cmd_demo(args) -> int:
     from ..registration.mrml_transform import node_to_world
 
     mr_to_ct = node_to_world(nodes.mr) if nodes.mr is not None else None
-    return _report(ctx, result, Path(args.out), args, nodes.ct, nodes.mr, mr_to_ct)
+    return _report(ctx, result, folder, args, nodes.ct, nodes.mr, mr_to_ct)
 
 
 def _export_demo_dicom(args) -> None:
@@ -130,6 +161,7 @@ def cmd_review(args) -> int:
     from ..review.pipeline import review_case
 
     protocol = load_protocol(args.protocol)
+    folder = _output_folder(args)
     ctx = new_scene()
     if args.dicom:
         if args.segmentation or args.dose or args.ct or args.dose_unit:
@@ -150,7 +182,7 @@ def cmd_review(args) -> int:
         )
         store_review(ctx.scene, case.segmentation, result)
         mr, mr_to_ct = mr_for_fusion(case)
-        return _report(ctx, result, Path(args.out), args, case.ct, mr, mr_to_ct)
+        return _report(ctx, result, folder, args, case.ct, mr, mr_to_ct)
     if not (args.segmentation and args.dose and args.level):
         raise UsageError("Give --dicom CASE_DIR, or --segmentation, --dose (with --dose-unit) and --level.")
     if (args.mr_transform or args.register) and not args.mr:
@@ -174,7 +206,7 @@ def cmd_review(args) -> int:
         region = registration_region(ct, seg, protocol, roles) if args.register else None
         mr_to_ct, how = place_mr(ctx.scene, ct, mr, transform, args.register, region)
         result.messages.append(how)
-    return _report(ctx, result, Path(args.out), args, ct, mr, mr_to_ct)
+    return _report(ctx, result, folder, args, ct, mr, mr_to_ct)
 
 
 def _margins(args):
@@ -214,23 +246,33 @@ def cmd_volumes(args) -> int:
     level = normalise_level(args.level)
     if args.dicom and args.ct:
         raise UsageError("--ct chooses the grid of a .seg.nrrd; with --dicom the volumes are built on the case's CT.")
+    if not args.dicom and not out.name.endswith(".seg.nrrd"):
+        raise UsageError(f"--out {out}: give a .seg.nrrd file name (an RTSTRUCT .dcm needs --dicom input).")
+    from ..report.output_folder import OutputFile
+
+    target = OutputFile(out, _inputs(args))  # checked before any work: never an input, writable
     if args.dicom:
         from ..caseio.export import volumes_from_dicom
 
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            done = volumes_from_dicom(
-                args.dicom, level, out, protocol=protocol, role_overrides=_parse_roles(args.role), **_margins(args)
-            )
-        _print_warnings(caught)
-        for m in done.messages:
-            print(m, file=sys.stderr)
-        if done.problems:
-            raise UsageError("Planning volumes not built; nothing was written. " + " ".join(done.problems.values()))
-        volumes, written = done.volumes, done.path
+        with target as stage:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                done = volumes_from_dicom(
+                    args.dicom,
+                    level,
+                    stage.path,
+                    protocol=protocol,
+                    role_overrides=_parse_roles(args.role),
+                    **_margins(args),
+                )
+            _print_warnings(caught)
+            for m in done.messages:
+                print(m, file=sys.stderr)
+            if done.problems:
+                reasons = " ".join(done.problems.values())
+                raise UsageError("Planning volumes not built; nothing was written. " + reasons)
+        volumes = done.volumes
     else:
-        if not out.name.endswith(".seg.nrrd"):
-            raise UsageError(f"--out {out}: give a .seg.nrrd file name (an RTSTRUCT .dcm needs --dicom input).")
         ctx = new_scene()
         seg = storage.load_segmentation(ctx.scene, args.segmentation)
         geometry = volume_geometry(storage.load_volume(ctx.scene, args.ct, "CT")) if args.ct else None
@@ -244,10 +286,12 @@ def cmd_volumes(args) -> int:
             raise UsageError("Planning volumes not built; nothing was written. " + " ".join(reasons))
         for name, volume in planned.volumes.items():
             segs.write_derived_segment(seg, volume.mask, name, protocol.structures[name].color, volume.recipe)
-        volumes, written = planned.volumes, storage.save_segmentation(ctx.scene, seg, out)
+        with target as stage:
+            storage.save_segmentation(ctx.scene, seg, stage.path)
+        volumes = planned.volumes
     for name, volume in volumes.items():
         print(f"{name:18s} {volume.mask.volume_cc:8.2f} cc   {volume.recipe}")
-    print(f"Wrote {written}")
+    print(f"Wrote {out.resolve()}")
     return EXIT_PASS
 
 
@@ -463,12 +507,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     from ..mrml.segmentations import SegmentationError
     from ..mrml.storage import StorageError
     from ..protocol.model import ProtocolError
+    from ..report.output_folder import OutputError
     from ..review.demo import DemoError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except MemoryError:
+        print(
+            "Error: the machine ran out of memory for this case. Close other programs, or check that the images are "
+            "the expected size (a header with a wrong size can ask for far more memory than the data need).",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     except (
+        OutputError,
         UsageError,
         DemoError,
         CaseIOError,
@@ -480,3 +533,38 @@ def main(argv: Optional[List[str]] = None) -> int:
     ) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as exc:  # a full disk, a file that vanished, permissions: the machine's word, with the path
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(
+            f"Error: {exc.strerror or exc}{where}. Nothing was written to the output (it is as it was before).",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # noqa: BLE001 - the one place that turns any failure into exit 2 with a log
+        log = _write_crash_log(argv)
+        print(
+            f"Error: internal error: {type(exc).__name__}: {exc}. Nothing was written to the output. This is a bug in "
+            f"SIBSpineSBRT {__version__}: please report it with the log {log}.",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+
+
+def _write_crash_log(argv) -> str:
+    """The traceback of an unexpected error, in the user's cache (never beside patient files)."""
+    import datetime
+    import os
+    import traceback
+
+    folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sibspine-sbrt" / "logs"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"sibspine-{datetime.datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
+        path.write_text(
+            f"SIBSpineSBRT {__version__}\nargs: {sys.argv[1:] if argv is None else argv}\n\n{traceback.format_exc()}",
+            encoding="utf-8",
+        )
+        return str(path)
+    except OSError:
+        traceback.print_exc()
+        return "(could not be written; the traceback is above)"

@@ -16,13 +16,14 @@ Schema (format "sibspine-metrics/2")::
                "radiobiology": {"alpha_beta_gy", "bed_gy", "eqd2_gy"} | null,
                "crosscheck": {"engine", "value", "difference", "flagged", "used"} | null}],
      "volumes": {"PTV": {"volume_cc": float, "recipe": str}, ...},
-     "messages": [str], "software": {"name": "SIBSpineSBRT", "version": str}}
+     "messages": [str], "input_files": {path: sha256}, "software": {"name": "SIBSpineSBRT", "version": str}}
 
 Changes from sibspine-metrics/1: "verdict" now counts confirmed rows only (unconfirmed local defaults are
 advisory, summed up in "advisory_verdict"); status "met" (a mandatory-only limit that is met, formerly
 "optimal"); rows gain "confirmed", "source", "judged_value" and "precision" (the status is decided on
 "judged_value", "value" rounded to "precision"); top level gains "deviations", "problems",
-"advisory_verdict", "not_contoured", "not_evaluated" and "protocol_sha256".
+"advisory_verdict", "not_contoured", "not_evaluated", "protocol_sha256" and "input_files" (the sha256 of
+every input file, as the paths were given).
 
 "acceptable" means the mandatory limit is met but the optimal one is not; "not_applicable" (with its
 reason in "message") means the protocol does not apply the limit to this case, e.g. the cord PRV below L2
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Mapping, Optional
 
 from .. import __version__
 from ..dose.radiobiology import metric_radiobiology
@@ -66,7 +67,8 @@ def _crosscheck(row):
     }
 
 
-def metrics_dict(result: ReviewResult) -> Dict[str, Any]:
+def metrics_dict(result: ReviewResult, input_files: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
+    """The document; ``input_files`` (path -> sha256) says which input files it belongs to."""
     return {
         "format": FORMAT,
         "case": result.case,
@@ -109,12 +111,14 @@ def metrics_dict(result: ReviewResult) -> Dict[str, Any]:
             for name, v in sorted(result.volumes.items())
         },
         "messages": list(result.messages),
+        "input_files": dict(input_files or {}),
         "software": {"name": "SIBSpineSBRT", "version": __version__},
     }
 
 
-def write_metrics_json(result: ReviewResult, path) -> Path:
+def write_metrics_json(result: ReviewResult, path, input_files: Optional[Mapping[str, str]] = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics_dict(result), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    text = json.dumps(metrics_dict(result, input_files), indent=2, ensure_ascii=False) + "\n"
+    path.write_text(text, encoding="utf-8")
     return path

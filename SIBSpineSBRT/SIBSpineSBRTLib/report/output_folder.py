@@ -153,3 +153,37 @@ class OutputFolder:
             raise OutputError(f"--out {self.out}: the outputs could not be moved into place ({exc}).") from None
         finally:
             shutil.rmtree(backup, ignore_errors=True)
+
+
+class OutputFile:
+    """One output file written all-or-nothing: the writer writes ``stage.path`` (a hidden name beside ``out``
+    with the same suffixes), moved over ``out`` only on success; never an input.
+
+    with OutputFile(out, inputs) as stage:
+        write(stage.path)
+    """
+
+    def __init__(self, out: PathLike, inputs: Iterable[Optional[PathLike]] = ()) -> None:
+        self.out = Path(out)
+        check_not_an_input(self.out, [i for i in inputs if i])
+        if self.out.is_dir():
+            raise OutputError(f"--out {out} is a folder; give a file name.")
+        parent = _resolved(self.out).parent
+        if not parent.is_dir():
+            raise OutputError(f"--out {out}: the folder {parent} does not exist.")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputError(f"--out {out}: the folder {parent} is not writable; choose a folder you can write.")
+        self.path = parent / f".partial-{os.getpid()}-{self.out.name}"
+
+    def __enter__(self) -> OutputFile:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                if not self.path.is_file():
+                    raise OutputError(f"--out {self.out}: nothing was written.")
+                os.replace(self.path, self.out)
+        finally:
+            if self.path.exists():
+                self.path.unlink()

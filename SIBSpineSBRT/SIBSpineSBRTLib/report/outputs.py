@@ -5,7 +5,7 @@ the scene."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Mapping, Optional
 
 from ..review.pipeline import ReviewResult
 from ..review.readiness import REPORT, missing_packages
@@ -24,24 +24,24 @@ def write_review_outputs(
     mr_to_ct=None,
     report: bool = True,
     save_scene: bool = False,
+    input_files: Optional[Mapping[str, str]] = None,
 ) -> Dict[str, Path]:
-    """Write the outputs into folder ``out``; returns them by kind. ``mr_to_ct`` (4x4) maps MR RAS to CT RAS."""
+    """Write the outputs into folder ``out``, metrics.json last; returns them by kind. ``mr_to_ct`` (4x4) maps
+    MR RAS to CT RAS; ``input_files`` (path -> sha256) goes into metrics.json. Callers that publish into a
+    user's folder write into an ``output_folder.OutputFolder`` stage."""
     from .metrics_csv import write_metrics_csv
     from .metrics_json import write_metrics_json
 
     out = Path(out)
-    written = {
-        "metrics": write_metrics_json(result, out / "metrics.json"),
-        "csv": write_metrics_csv(result, out / "metrics.csv"),
-    }
+    need = missing_packages(REPORT) if report else []
+    if need:
+        raise ReportDependencyError(
+            f"The HTML and PDF reports need {', '.join(need)}, which this Python cannot import. In Slicer run "
+            f"slicer.util.pip_install('{' '.join(need)}'); elsewhere pip install {' '.join(need)}. Or skip the "
+            "reports (--no-report); metrics.json and metrics.csv need nothing more."
+        )
+    written = {"csv": write_metrics_csv(result, out / "metrics.csv")}
     if report:
-        need = missing_packages(REPORT)
-        if need:
-            raise ReportDependencyError(
-                f"The HTML and PDF reports need {', '.join(need)}, which this Python cannot import. In Slicer run "
-                f"slicer.util.pip_install('{' '.join(need)}'); elsewhere pip install {' '.join(need)}. Or skip the "
-                "reports (--no-report); metrics.json and metrics.csv need nothing more."
-            )
         images = report_images(result, ct_node, mr_node, mr_to_ct)
         written["report"] = write_report_file(result, out / "report.html", images=images)
         written["pdf"] = write_report_file(result, out / "report.pdf", images=images)
@@ -49,6 +49,7 @@ def write_review_outputs(
         from ..mrml.storage import save_scene_mrb
 
         written["scene"] = Path(save_scene_mrb(scene, out / "review.mrb"))
+    written["metrics"] = write_metrics_json(result, out / "metrics.json", input_files)
     return written
 
 
