@@ -16,7 +16,7 @@ from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrappe
 from slicer.ScriptedLoadableModule import *
 from slicer.util import VTKObservationMixin
 
-from SIBSpineSBRTLib.protocol.model import DEFAULT_PROTOCOL, LEVELS, available_protocols
+from SIBSpineSBRTLib.protocol.model import DEFAULT_PROTOCOL, available_protocols, level_choices
 from SIBSpineSBRTLib.review.readiness import REPORT as _REPORT
 from SIBSpineSBRTLib.review.readiness import RTSTRUCT as _RTSTRUCT
 
@@ -68,7 +68,7 @@ class SIBSpineSBRTParameterNode:
     mrTransform: Optional[vtkMRMLLinearTransformNode]
     segmentation: Optional[vtkMRMLSegmentationNode]
     dose: Optional[vtkMRMLScalarVolumeNode]
-    level: Annotated[str, Choice(list(LEVELS))] = "T8"
+    level: Annotated[str, Choice(list(level_choices()))] = "T8"  # single levels, then ranges (T12-L1, L5-S1)
     protocol: Annotated[str, Choice(list(available_protocols()) or [DEFAULT_PROTOCOL])] = DEFAULT_PROTOCOL
     mrOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     roleOverrides: Dict[str, str]
