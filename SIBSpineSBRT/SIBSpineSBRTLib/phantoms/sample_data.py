@@ -10,7 +10,7 @@ to the CT (masked to the target +- one level) and shown through its transform no
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 from . import cases as C
 
@@ -81,6 +81,14 @@ def load_phantom(
     return out
 
 
+def samples_to_register(registered) -> Tuple[Sample, ...]:
+    """The samples not yet among ``registered`` (the category's ``SampleDataSource`` objects). SampleData's own
+    duplicate check compares whole sources, loader function included (``isSampleDataSourceRegistered``,
+    SampleData.py 5.6.2 L495-505), so a module reload would list every phantom twice."""
+    names = {getattr(source, "sampleName", None) for source in registered}
+    return tuple(s for s in SAMPLES if s.name not in names)
+
+
 def register_with_slicer_sample_data(icon_path: Optional[str] = None) -> None:  # pragma: no cover - needs Slicer
     """Inside desktop Slicer: add the phantoms to the Sample Data module (category "Spine SBRT").
 
@@ -94,7 +102,8 @@ def register_with_slicer_sample_data(icon_path: Optional[str] = None) -> None:  
 
     if hasattr(SampleData.SampleDataLogic, "registerCustomSampleDataCategory"):
         SampleData.SampleDataLogic.registerCustomSampleDataCategory("SIBSpineSBRT", title="Spine SBRT")
-    for s in SAMPLES:
+    registered = getattr(slicer.modules, "sampleDataSources", {}).get("SIBSpineSBRT", [])
+    for s in samples_to_register(registered):
 
         def loader(_source, s=s):
             out = load_phantom(slicer.mrmlScene, s.case, s.variant)

@@ -4,12 +4,17 @@ Inside Slicer, SlicerRT's DVH logic computes the same metrics as our engine. A d
 ``max(0.2 Gy, 1%)`` (of our value) is flagged, and the row is then judged with whichever value gives the
 worse status: for a maximum limit the higher value, for a minimum limit the lower one, for a band the one
 farther outside (or nearer the edge of) it. Rows that agree keep our exact value.
+
+The other engine is a second opinion and never stops a review (``crosscheck_rows``): when it cannot run (an
+error, nothing to check, a structure with no segment) the rows stay as our engine judged them and a message
+says "<engine> cross-check skipped: <why>".
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import evaluate as ev
 
@@ -76,6 +81,59 @@ def apply_crosscheck(
             )
         out.append(replace(row, status=status, message=message, crosscheck=check))
     return out
+
+
+SKIPPED = "cross-check skipped"
+
+#: ``compute(segment_ids, metrics)``: structure -> non-empty segment ID, metric names -> {(structure, metric): Gy}.
+Engine = Callable[[Dict[str, str], Sequence[str]], Mapping[Tuple[str, str], float]]
+
+
+def _noted(rows: List[ev.RowResult], structures: Sequence[str], note: str) -> List[ev.RowResult]:
+    """The rows of ``structures`` that have a value, with ``note`` added to their message."""
+
+    def add(row):
+        if row.structure not in structures or row.value is None or note in row.message:
+            return row
+        return replace(row, message=f"{row.message} {note}".strip())
+
+    return [add(r) for r in rows]
+
+
+def crosscheck_rows(
+    rows: List[ev.RowResult], segment_ids: Mapping[str, Optional[str]], compute: Engine, engine: str = "SlicerRT"
+) -> Tuple[List[ev.RowResult], List[str]]:
+    """Run the other engine on the structures of the rows that have a value, and attach its values
+    (``apply_crosscheck``). Returns the rows and the review-level messages; never raises.
+
+    ``segment_ids`` maps a structure to its segment ID in the other engine's segmentation. A structure without
+    one (missing, or ``""``) is left out, and its rows say so: SlicerRT would dereference a null segment for an
+    ID it cannot find. When no structure is left the engine is not called, since SlicerRT takes an empty
+    selection for every segment. Any error of the engine skips the whole check."""
+    skipped = f"{engine} {SKIPPED}"
+    wanted = list(dict.fromkeys(r.structure for r in rows if r.value is not None and r.structure in segment_ids))
+    if not wanted:
+        return list(rows), [f"{skipped}: no evaluated structure to check."]
+    missing = [s for s in wanted if not segment_ids[s]]
+    ids = {s: str(segment_ids[s]) for s in wanted if segment_ids[s]}
+    notes = []
+    if missing:
+        notes.append(f"{skipped} for {', '.join(missing)}: no such segment in the reviewed segmentation.")
+    out = _noted(list(rows), missing, f"{skipped}: no segment.")
+    if not ids:
+        notes.append(f"{skipped}: no segment to check.")
+        return out, notes
+    metrics = list(dict.fromkeys(r.metric for r in rows if r.value is not None and r.structure in ids))
+    try:
+        other = {key: float(v) for key, v in dict(compute(ids, metrics)).items() if math.isfinite(float(v))}
+    except Exception as exc:  # a second opinion never stops the review
+        return out, notes + [f"{skipped}: {exc}"]
+    out = apply_crosscheck(out, other, engine)
+    silent = [s for s in ids if not any(key[0] == s for key in other)]
+    if silent:
+        notes.append(f"{skipped} for {', '.join(silent)}: {engine} gave no value.")
+        out = _noted(out, silent, f"{skipped}: no value.")
+    return out, notes
 
 
 def crosscheck_summary(rows: List[ev.RowResult]) -> Optional[Dict[str, int]]:
