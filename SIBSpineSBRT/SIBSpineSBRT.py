@@ -419,6 +419,8 @@ class SIBSpineSBRTLogic(ScriptedLoadableModuleLogic):
             p.level = level
         for message in case.messages:
             logging.info(message)
+        if getattr(case, "dose_problem", ""):
+            slicer.util.warningDisplay(_("No dose loaded: {problem}").format(problem=case.dose_problem))
 
     def register(self, p, progress=None) -> None:
         from SIBSpineSBRTLib.protocol.model import load_protocol
@@ -459,10 +461,13 @@ class SIBSpineSBRTLogic(ScriptedLoadableModuleLogic):
         from SIBSpineSBRTLib.mrml.case import case_input_from_nodes, store_review
         from SIBSpineSBRTLib.mrml.slicerrt_dvh import crosscheck_with_slicerrt, slicerrt_available
         from SIBSpineSBRTLib.protocol.model import load_protocol
+        from SIBSpineSBRTLib.review.dicom_review import with_plan_prescription
         from SIBSpineSBRTLib.review.pipeline import review_case
 
         scene = scene or slicer.mrmlScene
         data = case_input_from_nodes(scene, p.segmentation, p.dose, p.level, reference_volume=p.ct)
+        if self.dicomCase is not None and self.dicomCase.segmentation is p.segmentation:
+            data = with_plan_prescription(data, self.dicomCase)  # the plan's fractionation stops a false pass
         result = review_case(data, load_protocol(p.protocol), dict(p.roleOverrides))
         store_review(scene, p.segmentation, result)
         if slicerrt_available() and p.dose is not None:  # SlicerRT's DVH cross-checks every metric

@@ -361,3 +361,17 @@ def test_what_if_keeps_the_review_facts(thoracic_case, protocol):
     again = rescaled_review(below, 1.0)
     assert [r.status for r in again.rows] == [r.status for r in below.rows]
     assert again.verdict == below.verdict == ev.INCOMPLETE
+
+
+def test_the_slicer_panel_passes_the_plan_prescription_too(thoracic_case, protocol):
+    """The panel's evaluate and review --dicom share with_plan_prescription: a 3-fraction RTPLAN stops a pass."""
+    from types import SimpleNamespace
+
+    from SIBSpineSBRTLib.review.dicom_review import with_plan_prescription
+
+    case = SimpleNamespace(prescription=SimpleNamespace(fractions=3, total_dose_gy=30.0))
+    data = with_plan_prescription(CaseInput("t", "T8", masks_of(thoracic_case), dose_of(thoracic_case)), case)
+    assert (data.plan_fractions, data.plan_dose_gy) == (3, 30.0)
+    assert review_case(data, protocol).verdict == ev.INCOMPLETE
+    unchanged = with_plan_prescription(CaseInput("t", "T8", {}, None), SimpleNamespace(prescription=None))
+    assert unchanged.plan_fractions is None

@@ -36,6 +36,16 @@ def mr_for_fusion(case) -> Tuple[Optional[object], Optional[np.ndarray]]:
     return None, None
 
 
+def with_plan_prescription(data, case):
+    """``data`` (a CaseInput) with the fractionation and prescription the case's RTPLAN states, so that a plan
+    that is not the protocol's cannot pass (``pipeline._plan_problems``); unchanged without an RTPLAN."""
+    prescription = getattr(case, "prescription", None) if case is not None else None
+    if prescription is not None:
+        data.plan_fractions = prescription.fractions
+        data.plan_dose_gy = prescription.total_dose_gy
+    return data
+
+
 def review_dicom_case(
     case,
     protocol: Protocol,
@@ -46,10 +56,7 @@ def review_dicom_case(
 ) -> ReviewResult:
     """Review a loaded case; the RTPLAN's fractionation and prescription, when they differ from the protocol's,
     stop a pass (``pipeline._plan_problems``)."""
-    data = case.case_input(case_level(case, level), name)
-    if case.prescription is not None:
-        data.plan_fractions = case.prescription.fractions
-        data.plan_dose_gy = case.prescription.total_dose_gy
+    data = with_plan_prescription(case.case_input(case_level(case, level), name), case)
     result = review_case(data, protocol, role_overrides, **options)
     notes = list(case.messages)
     result.messages = notes + [m for m in result.messages if m not in notes]
