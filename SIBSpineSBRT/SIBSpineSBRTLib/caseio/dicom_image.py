@@ -1,6 +1,8 @@
 """CT and MR series to a ``[k, j, i]`` array on an ``ImageGeometry`` (RAS), with the slice checks a plan
 review needs: one size, orientation and frame of reference for every slice; no duplicated, missing or
-irregularly spaced slices; no gantry tilt.
+irregularly spaced slices; no gantry tilt; and, when the folder holds a structure set drawn on the series,
+some of its contours inside the series' images (an orientation flipped in the header only places the images
+elsewhere, with every slice still consistent with the others).
 
 DICOM to RAS
 ------------
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -33,6 +35,7 @@ from .errors import (
     DuplicateSliceError,
     MissingSliceError,
     MixedSeriesError,
+    SeriesGeometryError,
     UnsupportedSeriesError,
 )
 
@@ -45,6 +48,8 @@ SPACING_TOLERANCE_MM = 0.02
 SPACING_TOLERANCE_FRACTION = 0.01
 #: Largest in-plane drift of slice positions (gantry tilt) accepted (mm).
 TILT_TOLERANCE_MM = 0.05
+#: Contours sampled per ROI when checking that a structure set drawn on a series lies in its images.
+CONTOURS_CHECKED_PER_ROI = 5
 
 
 def lps_to_ras(points) -> np.ndarray:
@@ -162,6 +167,92 @@ def _check_consistent(files, label: str) -> None:
                 )
 
 
+def _blame_corrupt(series_uid: str, files, scan: Optional[DicomScan]) -> str:
+    """The sentence of a gap message naming the corrupt files that may be the missing slices: those whose
+    readable part names this series, else unidentified ones in the series' folders."""
+    if scan is None:
+        return ""
+    corrupt = scan.corrupt_in_series(series_uid)
+    if corrupt:
+        return " Corrupt file(s) of this series were left out: " + "; ".join(str(x.path) for x in corrupt) + "."
+    unknown = scan.corrupt_unidentified({f.path.parent for f in files})
+    if unknown:
+        return (
+            " Unreadable file(s) beside the series' files, whose series cannot be told, may be the missing slice(s): "
+            + "; ".join(x.reason.rstrip(".") for x in unknown)
+            + "."
+        )
+    return ""
+
+
+def _contour_samples(ds, series_uid: str, sop_uids: set) -> Tuple[int, List[np.ndarray]]:
+    """(ROIs sampled, (n, 3) LPS contour points) of a structure set drawn on the series: one that references the
+    series, or whose contours reference its images; a few contours per ROI, spread over the ROI's list."""
+    referenced = {
+        str(getattr(se, "SeriesInstanceUID", "") or "")
+        for fr in getattr(ds, "ReferencedFrameOfReferenceSequence", []) or []
+        for st in getattr(fr, "RTReferencedStudySequence", []) or []
+        for se in getattr(st, "RTReferencedSeriesSequence", []) or []
+    }
+    on_series = series_uid in referenced
+    rois, points = 0, []
+    for roi in getattr(ds, "ROIContourSequence", []) or []:
+        contours = list(getattr(roi, "ContourSequence", []) or [])
+        if not contours:
+            continue
+        picks = sorted({int(round(x)) for x in np.linspace(0, len(contours) - 1, CONTOURS_CHECKED_PER_ROI)})
+        taken = 0
+        for item in (contours[i] for i in picks):
+            refs = {
+                str(getattr(ci, "ReferencedSOPInstanceUID", "")) for ci in getattr(item, "ContourImageSequence", [])
+            }
+            if not (on_series or refs & sop_uids):
+                continue
+            try:
+                data = np.asarray([float(x) for x in np.atleast_1d(getattr(item, "ContourData", []))], np.float64)
+            except (TypeError, ValueError):
+                continue
+            if data.size and data.size % 3 == 0 and np.all(np.isfinite(data)):
+                points.append(data.reshape(-1, 3))
+                taken += 1
+        rois += taken > 0
+    return rois, points
+
+
+def _check_structures_inside(label, files, first_lps, axes, spacing, size, scan: DicomScan) -> None:
+    """SeriesGeometryError when a structure set drawn on this series (it references the series or its images)
+    has not one sampled contour point inside the series' volume: the series' header (orientation, positions)
+    then does not place its images where they were contoured, e.g. an orientation flipped in the header only."""
+    series_uid = str(files[0].series_uid)
+    sop_uids = {f.sop_instance_uid for f in files}
+    r, c, n = axes
+    to_index = np.linalg.inv(np.column_stack([r * spacing[0], c * spacing[1], n * spacing[2]]))
+    for f in scan.rtstructs:
+        if f.frame_of_reference_uid and f.frame_of_reference_uid != files[0].frame_of_reference_uid:
+            continue  # another frame of reference: the case loader refuses it with its own message
+        try:
+            rois, points = _contour_samples(f.header, series_uid, sop_uids)
+        except Exception:  # a header pydicom cannot walk: the structure set reader reports it
+            continue
+        if not points:
+            continue
+        ijk = (np.vstack(points) - np.asarray(first_lps)) @ to_index.T
+        upper = np.asarray(size, float) - 0.5
+        inside = np.all((ijk >= -1.5) & (ijk <= upper + 1.0), axis=1)  # one voxel of slack around the volume
+        if inside.any():
+            continue
+        iop = [round(float(x), 4) + 0.0 for x in files[0].header.ImageOrientationPatient]
+        corner = first_lps + (np.asarray(size, float) - 1) @ np.vstack([r * spacing[0], c * spacing[1], n * spacing[2]])
+        raise SeriesGeometryError(
+            f"{label}: none of the {len(ijk)} contour points sampled from {rois} ROI(s) of the structure set {f.path}, "
+            f"which is drawn on this series, lies inside the series' images ({size[0]}x{size[1]}x{size[2]} voxels "
+            f"from ({', '.join(f'{v:.1f}' for v in first_lps)}) to ({', '.join(f'{v:.1f}' for v in corner)}) mm, "
+            f"LPS). The series' Image Orientation (Patient) {iop} and Image Position (Patient) disagree with where "
+            "its structures were drawn: the orientation was probably flipped (or the positions rewritten) in the "
+            "header only. Re-export the CT and its structure set together from the planning system."
+        )
+
+
 def read_image_series(series: ImageSeriesFiles, scan: Optional[DicomScan] = None) -> ImageSeries:
     """Load one image series (the files of one Series Instance UID) with the checks in the module doc.
 
@@ -217,12 +308,7 @@ def read_image_series(series: ImageSeriesFiles, scan: Optional[DicomScan] = None
             g = int(bad[0])
             a, b = files[g], files[g + 1]
             ratio = steps[g] / step
-            corrupt = scan.corrupt_in_series(series.series_uid) if scan is not None else []
-            blame = ""
-            if corrupt:
-                blame = (
-                    " Corrupt file(s) of this series were left out: " + "; ".join(str(x.path) for x in corrupt) + "."
-                )
+            blame = _blame_corrupt(series.series_uid, files, scan)
             if ratio > 1.5 and abs(ratio - round(ratio)) * step <= tol:
                 raise MissingSliceError(
                     f"{label}: {int(round(ratio)) - 1} slice(s) missing between {a.path} ({along[g]:.2f} mm) and "
@@ -235,9 +321,19 @@ def read_image_series(series: ImageSeriesFiles, scan: Optional[DicomScan] = None
             )
     else:
         step = float(getattr(h0, "SpacingBetweenSlices", 0) or getattr(h0, "SliceThickness", 0) or 1.0)
+    lost = scan.corrupt_in_series(series.series_uid) if scan is not None else []
+    if lost:  # no gap: the unreadable slices were at an end of the stack, which would silently be shorter
+        raise MissingSliceError(
+            f"{label}: {len(lost)} file(s) of this series cannot be read and were left out ("
+            + "; ".join(x.reason.rstrip(".") for x in lost)
+            + f"), so the series would lose slice(s) at an end of its {len(files)}-slice stack. Re-export the "
+            "complete series."
+        )
 
     ni, nj = int(h0.Columns), int(h0.Rows)
     sj, si = (float(x) for x in h0.PixelSpacing)
+    if scan is not None:
+        _check_structures_inside(label, files, positions[0], (r, c, n), (si, sj, step), (ni, nj, len(files)), scan)
     values = np.empty((len(files), nj, ni), dtype=np.float64)
     slopes_integral = True
     for k, f in enumerate(files):

@@ -5,7 +5,10 @@ its SOP Class UID (and Modality). Files that are not DICOM at all (notes, DICOMD
 listed as ignored. Files that claim to be DICOM (the ``DICM`` preamble, a ``.dcm`` name) but cannot be
 read completely (truncated, garbled) are listed as corrupt, with the reason, and left out: the rest of the
 folder still loads, and whoever uses the scan decides whether a missing file matters (a corrupt CT slice
-becomes a gap in the CT, which is an error there).
+becomes a gap in the CT, which is an error there, naming the file). A corrupt file is identified as far as its
+readable part allows (series, kind): when the folder holds no readable structure set, the corrupt files that
+identify as one are offered as its structure sets, so that reading one reports it as truncated or corrupt
+rather than the folder as having none.
 
 pydicom reads a truncated file without complaint, stopping where the bytes stop. ``read_dataset`` reads
 through a file wrapper that notices a short read (or a seek past the end of the file), so a file cut
@@ -246,11 +249,13 @@ class ImageSeriesFiles:
 
 @dataclass(frozen=True)
 class CorruptFile:
-    """A file left out of the case, why, and the series its readable header named (if any)."""
+    """A file left out of the case, why, and the series and kind ("image", "RTSTRUCT"...) its readable header
+    named (empty when not even that could be read)."""
 
     path: Path
     reason: str
     series_uid: str = ""
+    kind: str = ""
 
 
 @dataclass
@@ -284,6 +289,16 @@ class DicomScan:
     def corrupt_in_series(self, series_uid: str) -> List[CorruptFile]:
         """Corrupt files whose readable header still named this series (they are gaps in it)."""
         return [c for c in self.corrupt if series_uid and c.series_uid == series_uid]
+
+    def corrupt_unidentified(self, folders) -> List[CorruptFile]:
+        """Corrupt files in ``folders`` whose series could not be read (cut or garbled before the series UID) and
+        that are not known to be RT objects: any of them may be a slice a series misses."""
+        folders = {Path(f) for f in folders}
+        return [
+            c
+            for c in self.corrupt
+            if not c.series_uid and c.kind not in RT_CLASSES.values() and c.path.parent in folders
+        ]
 
     def problems(self) -> List[str]:
         """One message per corrupt file (the file named, the fix said)."""
@@ -352,17 +367,29 @@ def _missing_required(f: DicomFile) -> List[str]:
     return [name for name in COMMON_REQUIRED + REQUIRED.get(f.kind, ()) if name not in f.header]
 
 
-def _series_uid_of_corrupt(path: Path) -> str:
-    """The series UID a corrupt file's readable part names, if pydicom can get that far."""
+def _identify_corrupt(path: Path):
+    """(series UID, kind, partial dataset) of a corrupt file, as far as pydicom can read its start."""
     import pydicom
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
-        return str(getattr(ds, "SeriesInstanceUID", "") or "")
+            ds = pydicom.dcmread(
+                str(path),
+                stop_before_pixels=True,
+                force=True,
+                specific_tags=["SOPClassUID", "SOPInstanceUID", "Modality", "SeriesInstanceUID", "StudyInstanceUID"],
+            )
+            kind = _kind(ds)[0] if ("SOPClassUID" in ds or "Modality" in ds) else ""
+            return str(getattr(ds, "SeriesInstanceUID", "") or ""), kind, ds
     except Exception:
-        return ""
+        return "", "", None
+
+
+def _corrupt(path: Path, reason: str, series_uid: Optional[str] = None, kind: Optional[str] = None):
+    found_series, found_kind, ds = _identify_corrupt(path)
+    series = found_series if series_uid is None else series_uid
+    return CorruptFile(path, reason, series, found_kind if kind is None else kind), ds
 
 
 def scan_folder(folder, recursive: bool = True) -> DicomScan:
@@ -373,6 +400,7 @@ def scan_folder(folder, recursive: bool = True) -> DicomScan:
     if not root.is_dir():
         raise CorruptDicomError(f"Case folder {root} does not exist or is not a folder.")
     scan = DicomScan(root)
+    unreadable_structure_sets: List[DicomFile] = []
     walker = sorted(p for p in (root.rglob("*") if recursive else root.iterdir()) if p.is_file())
     for path in walker:
         if path.name.upper() == "DICOMDIR":
@@ -382,16 +410,16 @@ def scan_folder(folder, recursive: bool = True) -> DicomScan:
             ds = read_dataset(path, header_only=True)
         except InvalidDicomError:
             if looks_like_dicom(path):
-                scan.corrupt.append(
-                    CorruptFile(
-                        path, f"{path}: named or marked as DICOM but not readable as DICOM; re-export it or remove it."
-                    )
-                )
+                reason = f"{path}: named or marked as DICOM but not readable as DICOM; re-export it or remove it."
+                scan.corrupt.append(_corrupt(path, reason)[0])
             else:
                 scan.ignored.append(path)
             continue
         except CorruptDicomError as exc:
-            scan.corrupt.append(CorruptFile(path, str(exc), _series_uid_of_corrupt(path)))
+            corrupt, partial = _corrupt(path, str(exc))
+            scan.corrupt.append(corrupt)
+            if corrupt.kind == "RTSTRUCT" and partial is not None:
+                unreadable_structure_sets.append(classify(path, partial))
             continue
         f = classify(path, ds)
         if f.sop_class_uid == MEDIA_STORAGE_DIRECTORY:
@@ -405,8 +433,11 @@ def scan_folder(folder, recursive: bool = True) -> DicomScan:
                     f"{path}: {f.modality or 'DICOM'} file lacks {', '.join(missing)} (truncated or incomplete); "
                     "re-export it or remove it.",
                     f.series_uid,
+                    f.kind,
                 )
             )
+            if f.kind == "RTSTRUCT":
+                unreadable_structure_sets.append(f)
             continue
         if f.kind == "image":
             group = scan.series.setdefault(f.series_uid, ImageSeriesFiles(f.series_uid, f.modality, []))
@@ -419,4 +450,7 @@ def scan_folder(folder, recursive: bool = True) -> DicomScan:
             scan.rtplans.append(f)
         else:
             scan.other.append(f)
+    if not scan.rtstructs:
+        # the only structure sets are corrupt: offer them, so that reading one names it as truncated or corrupt
+        scan.rtstructs.extend(unreadable_structure_sets)
     return scan

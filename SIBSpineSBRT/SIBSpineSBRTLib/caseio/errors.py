@@ -35,6 +35,11 @@ class MixedSeriesError(SeriesError):
     """Files that share a series UID but cannot belong together (size, orientation, frame of reference...)."""
 
 
+class SeriesGeometryError(SeriesError):
+    """A series whose header places its images elsewhere than the structures drawn on it (an orientation or
+    position rewritten in the header only, e.g. a flipped Image Orientation (Patient))."""
+
+
 class UnsupportedSeriesError(SeriesError):
     """A series this reader does not handle (gantry tilt, enhanced multi-frame images, colour...)."""
 

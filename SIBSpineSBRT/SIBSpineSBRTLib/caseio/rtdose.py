@@ -2,7 +2,8 @@
 
 * Values: stored pixel values x Dose Grid Scaling (3004,000E), in Dose Units (3004,0002): GY or CGY.
   Missing Dose Units is an error (``DoseUnitsMissingError``), never a guess; RELATIVE is refused (not a
-  physical dose); a missing Dose Grid Scaling is an error (it is mandatory with pixel data).
+  physical dose); a missing Dose Grid Scaling is an error (it is mandatory with pixel data); a dose that is
+  zero everywhere is an error (no plan's dose).
 * Grid: frame f lies at Image Position (Patient) + GridFrameOffsetVector[f] * n, n = row x column
   direction. The offsets are relative when the first is 0 (the usual case); the older absolute form (the
   first offset equals the z of Image Position, allowed only for an axial orientation) is converted. Offsets
@@ -135,6 +136,14 @@ def read_rtdose(source) -> RTDose:
     sj, si = (float(x) for x in ds.PixelSpacing)
     origin = ipp + offsets[0] * n
     geometry = geometry_from_lps(origin, r, c, slice_dir, (si, sj, abs(step)), stored.shape)
+    if not np.any(stored):
+        # a grid of zeros is no plan's dose (an uncalculated plan, an empty export); reviewed, every metric would be
+        # 0 Gy give or take rounding (-1e-9 Gy), and BED/EQD2 of a negative dose is undefined
+        raise RTDoseError(
+            f"{where}: the dose is zero everywhere: all {stored.size} stored values ({frames} frame(s) of "
+            f"{int(ds.Rows)}x{int(ds.Columns)}) are 0, so there is no dose to review. Calculate the plan's dose in "
+            "the planning system and export that RTDOSE."
+        )
     values = stored.astype(np.float64) * scaling
     ref_plan = ""
     if "ReferencedRTPlanSequence" in ds and len(ds.ReferencedRTPlanSequence):

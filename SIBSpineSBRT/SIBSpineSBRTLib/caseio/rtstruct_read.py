@@ -47,7 +47,7 @@ from ..geometry.masks import Mask
 from ..protocol.roles import StructureInfo, StructureMasks, structure_keys
 from .dicom_image import lps_to_ras
 from .dicom_scan import read_dataset
-from .errors import DicomWarning, RTStructError
+from .errors import CorruptDicomError, DicomWarning, RTStructError
 
 #: Contour points farther than this from their plane, measured along the grid's slice normal, make the
 #: contour non-planar for this grid (mm).
@@ -304,10 +304,24 @@ def _check_roi(roi: RoiContours, where: str) -> List[str]:
 
 
 def read_rtstruct(source) -> StructureSet:
-    """Read an RTSTRUCT file (path) or pydicom dataset into a StructureSet."""
-    ds = read_dataset(source) if isinstance(source, (str, Path)) else source
+    """Read an RTSTRUCT file (path) or pydicom dataset into a StructureSet. A truncated or corrupt file is a
+    ``CorruptDicomError`` that names it as the structure set."""
     path = Path(source) if isinstance(source, (str, Path)) else None
     where = str(path) if path is not None else "RTSTRUCT"
+    try:
+        ds = read_dataset(source) if path is not None else source
+    except CorruptDicomError as exc:
+        detail = str(exc).replace(f"{path}: ", "", 1)
+        raise CorruptDicomError(
+            f"The structure set (RTSTRUCT) {path} is truncated or corrupt, so no structure can be read from it: "
+            f"{detail}"
+        ) from exc
+    lacking = [name for name in ("StructureSetROISequence", "ROIContourSequence") if name not in ds]
+    if path is not None and lacking:
+        raise CorruptDicomError(
+            f"The structure set (RTSTRUCT) {path} lacks {' and '.join(lacking)}: the file is truncated or "
+            "incomplete. Re-export the structure set from the planning system."
+        )
 
     frames, series = [], []
     for fr in getattr(ds, "ReferencedFrameOfReferenceSequence", []) or []:

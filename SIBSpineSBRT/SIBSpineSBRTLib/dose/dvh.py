@@ -90,9 +90,30 @@ _METRIC_RE = re.compile(
     r"^(?:(D)(\d+(?:\.\d+)?)(%|cc)|(V)(\d+(?:\.\d+)?)Gy(%?)|(Dmean|Dmax|Dmin|Volume)|(DC)(\d+(?:\.\d+)?)cc)$"
 )
 
+#: DVH curves are drawn at dose levels 0, step, 2 step, ... with a round step chosen from the highest dose
+#: (``curve_step_gy``), so that a curve has at most this many levels (about 250 to 500) whatever the dose's
+#: magnitude: a curve costs O(samples + levels), never O(Dmax / 0.1 Gy).
+MAX_CURVE_LEVELS = 600
+CURVE_TARGET_LEVELS = 500
+
 #: Relative and absolute floors of each half-width (see the module docstring).
 _SPREAD_REL_FLOOR = 1e-4
 _SPREAD_ABS_FLOOR = 1e-9
+
+
+def curve_step_gy(max_dose_gy: float, levels: int = CURVE_TARGET_LEVELS) -> float:
+    """A round dose step (1, 2, 2.5 or 5 x 10^k Gy) giving about ``levels`` / 2 to ``levels`` curve levels from
+    0 Gy to past ``max_dose_gy`` (``DVH.curve`` then evaluates at most ``levels`` + 2 levels). The one step
+    rule of every DVH curve drawn (report figure, Slicer chart, web demo)."""
+    top = float(max_dose_gy)
+    if not np.isfinite(top):
+        raise ValueError(f"DVH curve: the highest dose must be a finite number of Gy; got {max_dose_gy}.")
+    wanted = max(top, 1e-6) / levels
+    power = 10.0 ** np.floor(np.log10(wanted))
+    for mantissa in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if mantissa * power >= wanted * (1 - 1e-12):
+            return float(mantissa * power)
+    return float(10.0 * power)  # not reached
 
 
 @dataclass(frozen=True)
@@ -563,11 +584,18 @@ class DVH:
                 out[spec.name] = fixed[spec.kind]
         return out
 
-    def curve(self, step_gy: float = 0.1) -> Tuple[np.ndarray, np.ndarray]:
+    def curve(self, step_gy: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray]:
         """Cumulative DVH for plotting: dose levels 0, step, 2 step, ... (Gy) up to the first level above
-        Dmax, and the percent of ``Vin`` receiving at least each level (exact V at every level)."""
+        Dmax, and the percent of ``Vin`` receiving at least each level (exact V at every level).
+
+        The work is bounded whatever the dose's magnitude: the default step is ``curve_step_gy(Dmax)``, and a
+        step that would give more than ``MAX_CURVE_LEVELS`` levels is widened to it."""
+        if step_gy is None:
+            step_gy = curve_step_gy(self.max)
         if not step_gy > 0:
             raise ValueError(f"DVH curve step must be > 0 Gy; got {step_gy}.")
+        if self.max / step_gy + 2 > MAX_CURVE_LEVELS:
+            step_gy = max(float(step_gy), curve_step_gy(self.max))
         n_levels = int(np.floor(self.max / step_gy)) + 2
         levels = np.arange(n_levels) * step_gy
         if self._boxes is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -54,9 +54,10 @@ def _series(scene, name: str, table, x: str, y: str, color, markers: bool = Fals
     return series
 
 
-def write_dvh_chart(scene, result: ReviewResult, step_gy: float = 0.1):
+def write_dvh_chart(scene, result: ReviewResult, step_gy: Optional[float] = None):
     """(Re)build the DVH chart: one curve per evaluated structure (percent volume vs Gy) and one marker
-    series per limit level (mandatory, optimal) at (limit dose, volume x) of each Dx constraint."""
+    series per limit level (mandatory, optimal) at (limit dose, volume x) of each Dx constraint. The curves'
+    dose step is ``ReviewResult.dvh_curves``' (bounded levels whatever the dose's magnitude)."""
     import slicer
 
     chart = scene.GetFirstNodeByName(CHART_NAME)

@@ -10,6 +10,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..dose.dvh import MAX_CURVE_LEVELS as MAX_DOSE_LEVELS  # noqa: F401
+from ..dose.dvh import curve_step_gy as dvh_dose_step
 from ..dose.dvh import parse_metric
 from ..protocol import evaluate as ev
 
@@ -95,10 +97,6 @@ def slice_png(
 
 # -- the DVH figure -------------------------------------------------------------------------------------
 
-#: The DVH curves are drawn at dose levels 0, step, 2 step, ... with a step chosen from the highest dose
-#: so that there are at most this many levels (about 250 to 500), whatever the dose's magnitude.
-MAX_DOSE_LEVELS = 600
-_TARGET_LEVELS = 500
 #: The dose axis reaches this factor past the highest limit drawn and the highest Dmax shown.
 DOSE_AXIS_MARGIN = 1.08
 #: The organ-at-risk panel's log volume axis starts here (cc), below the D0.03cc hot-spot volume.
@@ -164,17 +162,6 @@ class DVHPanel:
         """Right end of the dose axis: past the highest limit drawn, the highest Dmax and the prescription."""
         top = max([self.max_dose_gy, prescription_gy] + [m.dose_gy for m in self.markers])
         return DOSE_AXIS_MARGIN * top
-
-
-def dvh_dose_step(max_dose_gy: float, levels: int = _TARGET_LEVELS) -> float:
-    """A round dose step (1, 2, 2.5 or 5 x 10^k Gy) giving about ``levels`` / 2 to ``levels`` curve levels from
-    0 Gy to past ``max_dose_gy`` (``DVH.curve`` then evaluates at most ``levels`` + 2 levels)."""
-    wanted = max(float(max_dose_gy), 1e-6) / levels
-    power = 10.0 ** np.floor(np.log10(wanted))
-    for mantissa in (1.0, 2.0, 2.5, 5.0, 10.0):
-        if mantissa * power >= wanted * (1 - 1e-12):
-            return float(mantissa * power)
-    return float(10.0 * power)  # not reached
 
 
 def _shown_structures(result) -> List[str]:

@@ -62,11 +62,18 @@ class ReviewResult:
     not_evaluated: List[str] = field(default_factory=list)  # segments that match no protocol structure
     advisory_verdict: Optional[str] = None  # over the unconfirmed (advisory) rows only
 
-    def dvh_curves(self, step_gy: float = 0.1) -> Dict[str, tuple]:
+    def dvh_curves(self, step_gy: Optional[float] = None) -> Dict[str, tuple]:
         """Cumulative DVHs (dose Gy, volume %) of the structures the protocol evaluates (with the cord), in
-        protocol order: what every DVH plot shows (CTV and PTV are construction steps, not shown)."""
+        protocol order: what every DVH plot shows (CTV and PTV are construction steps, not shown). The curves
+        share one dose step, by default ``dose.dvh.curve_step_gy`` of their highest Dmax (at most
+        ``MAX_CURVE_LEVELS`` levels each, whatever the dose's magnitude)."""
+        from ..dose.dvh import curve_step_gy
+
         shown = {c.structure for c in self.protocol.constraints} | {"SpinalCord"}
-        return {n: self.dvhs[n].curve(step_gy) for n in self.protocol.structures if n in self.dvhs and n in shown}
+        names = [n for n in self.protocol.structures if n in self.dvhs and n in shown]
+        if step_gy is None:
+            step_gy = curve_step_gy(max([self.dvhs[n].max for n in names] + [0.0]))
+        return {n: self.dvhs[n].curve(step_gy) for n in names}
 
     @property
     def missing_roles(self) -> List[str]:

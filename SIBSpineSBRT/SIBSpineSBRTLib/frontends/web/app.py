@@ -14,6 +14,7 @@ Start-up is ordered for a fast first frame: the views and the page are served fi
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import socket
 import sys
@@ -57,6 +58,43 @@ def check_address(host: str, port: int, allow_remote: bool) -> Optional[str]:
     return REMOTE_WARNING.format(host=host, port=port)
 
 
+def port_number(text: str) -> int:
+    """argparse type of ``--port``: a TCP port 1-65535, or 0 for a free one."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535, or 0 for a free one)") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number: give 1-65535 (or 0 for a free one)")
+    return port
+
+
+def check_port(host: str, port: int) -> None:
+    """ServeError unless ``port`` can be bound on ``host`` now (a port in use, a privileged port, an address
+    this machine does not have), said before trame starts rather than as its traceback."""
+    if not 0 < port <= 65535:
+        raise ServeError(f"--port {port}: give a port number from 1 to 65535 (or leave --port out for a free one).")
+    address = "127.0.0.1" if host == "localhost" else host
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no clash
+            s.bind((address, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            why = "is already in use (another server, or an earlier demo still running)"
+            fix = "Stop that program, or choose another port with --port (or leave --port out for a free one)."
+        elif exc.errno == errno.EACCES:
+            why = "needs administrator rights (ports below 1024 are privileged)"
+            fix = "Choose a port from 1024 to 65535 with --port (or leave --port out for a free one)."
+        else:
+            why = f"cannot be used ({exc.strerror or exc})"
+            fix = "Check --host and --port (leave --port out for a free one)."
+        raise ServeError(f"Port {port} on {host} {why}. {fix}") from None
+    except OverflowError:
+        raise ServeError(f"--port {port}: give a port number from 1 to 65535.") from None
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
@@ -93,9 +131,17 @@ def serve(
     ``cache``: keep built teaching cases in ``teaching.default_cache_dir()`` (they are deterministic)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    port = int(port) or free_port(host if host != "localhost" else "127.0.0.1")
-    warning = check_address(host, port, allow_remote)
+    check_address(host, int(port), allow_remote)
     kind, what = resolve_case(case, variant)
+    if int(port):
+        port = int(port)
+        check_port(host, port)  # a busy or forbidden port is said here, not as trame's traceback
+    else:
+        try:
+            port = free_port(host if host != "localhost" else "127.0.0.1")
+        except OSError as exc:
+            raise ServeError(f"--host {host}: no port can be opened on this address ({exc.strerror or exc}).") from None
+    warning = check_address(host, port, allow_remote)
     if warning:
         print(warning, file=sys.stderr, flush=True)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sibspine-web")
@@ -157,7 +203,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", default="pass", help="variant of a teaching case (default: %(default)s)")
     p.add_argument("--level", help="vertebral level of a DICOM case, when the RTPLAN label does not state it")
     p.add_argument("--protocol", default=None, help="shipped protocol id or a protocol JSON file")
-    p.add_argument("--port", type=int, default=0, help="port (default: a free one, printed at start)")
+    p.add_argument("--port", type=port_number, default=0, help="port 1-65535 (default: a free one, printed at start)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     p.add_argument(
         "--allow-remote",
