@@ -375,3 +375,33 @@ def test_the_slicer_panel_passes_the_plan_prescription_too(thoracic_case, protoc
     assert review_case(data, protocol).verdict == ev.INCOMPLETE
     unchanged = with_plan_prescription(CaseInput("t", "T8", {}, None), SimpleNamespace(prescription=None))
     assert unchanged.plan_fractions is None
+
+
+def test_a_dose_that_is_zero_everywhere_is_refused(thoracic_case):
+    with pytest.raises(DoseError, match="zero everywhere"):
+        DoseGrid.from_array(np.zeros(thoracic_case.dose_gy.shape), thoracic_case.dose_geometry, "Gy")
+
+
+def test_report_images_of_a_review_without_targets(thoracic_case, protocol):
+    """No GTV or CTV: the rows are not evaluable and the report still draws its slices (CT centre)."""
+    from SIBSpineSBRTLib.report.html_report import ImageInput, make_images
+
+    masks = {n: m for n, m in masks_of(thoracic_case).items() if n not in ("GTV", "CTV")}
+    result = review(thoracic_case, protocol, masks=masks)
+    assert result.verdict == ev.INCOMPLETE
+    images = make_images(result, ImageInput(thoracic_case.ct, thoracic_case.ct_geometry))
+    assert images["axial_dose"][:4] == b"\x89PNG" and images["sagittal_dose"][:4] == b"\x89PNG"
+
+
+def test_dose_metrics_are_never_negative_in_a_zero_dose_region(thoracic_case, protocol):
+    """Where the dose is 0 Gy the 1e-9 Gy spread floor must not give Dmin or D98% = -1e-9 Gy."""
+    from SIBSpineSBRTLib.dose.dvh import compute_dvh
+
+    pc = thoracic_case
+    zeroed = pc.dose_gy.copy()
+    zeroed[: zeroed.shape[0] // 4] = 0.0
+    far = np.zeros(pc.dose_gy.shape, bool)
+    far[:2, :10, :10] = True  # a small organ in the zeroed corner of the dose grid
+    geometry = pc.dose_geometry
+    dvh = compute_dvh(Mask(far, geometry, "far"), DoseGrid.from_array(zeroed, geometry, "Gy"))
+    assert dvh.min == 0.0 and 0.0 <= dvh.metric("D98%") < 1e-8 and dvh.metric("Dmean") == 0.0

@@ -16,7 +16,6 @@ def test_normalisation_scales_every_dose_metric(protocol):
     ijk = np.stack(np.meshgrid(np.arange(20), np.arange(20), np.arange(30), indexing="ij"), -1).reshape(-1, 3)
     ras = dg.ijk_to_ras_points(ijk)
     values = 33 + 0.4 * ras[:, 1] - 0.2 * ras[:, 2]  # linear: every metric scales exactly with the dose
-    dose = DoseGrid(np.zeros(dg.shape), dg)
     arr = np.zeros(dg.shape)
     arr[ijk[:, 2], ijk[:, 1], ijk[:, 0]] = np.maximum(values, 0)
     dose = DoseGrid(arr, dg)

@@ -471,7 +471,8 @@ class DVH:
         boxes = _Boxes(d, a, weights)  # flooring keeps each box's range (module docstring)
         object.__setattr__(self, "_boxes", boxes)
         object.__setattr__(self, "_max", boxes.top)
-        object.__setattr__(self, "_min", boxes.bottom)
+        # a physical dose is never negative: the spreads' 1e-9 Gy floor must not make Dmin (or a Dx) so
+        object.__setattr__(self, "_min", max(boxes.bottom, 0.0) if d[-1] >= 0 else boxes.bottom)
 
     # -- exact V(D) -------------------------------------------------------------------------------------
     @property
@@ -514,7 +515,7 @@ class DVH:
             self._dx_cache.update(zip((float(cc[i]) for i in todo), (float(v) for v in found)))
         for i in inner:
             out[i] = self._dx_cache[float(cc[i])]
-        return out
+        return np.maximum(out, 0.0) if self.doses[-1] >= 0 else out
 
     def dose_at_volume_cc(self, cc: float) -> float:
         """Minimum dose received by the hottest ``cc``: sup{D : V(D) >= cc} (exact, no bins)."""

@@ -48,6 +48,11 @@ class DoseGrid:
             )
         if arr.min() < 0:
             raise DoseError(f"Dose {self.name} has negative values (min {arr.min():.3g} Gy); a physical dose cannot.")
+        if arr.size and arr.max() <= 0:
+            raise DoseError(
+                f"Dose {self.name} is zero everywhere: it is not a plan dose (an empty or unscaled export?). Export "
+                "the plan's calculated dose again."
+            )
         arr = arr.copy()
         arr.setflags(write=False)
         object.__setattr__(self, "array", arr)

@@ -41,7 +41,9 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
-def _centre(result: ReviewResult) -> np.ndarray:
+def _centre(result: ReviewResult, ct: ImageInput) -> np.ndarray:
+    """Where the slices go: the GTV, else the CTV, else a planning volume, else the CT's centre (a review with
+    no target still gets its images; its rows say what is missing)."""
     masks = result.inputs.masks if result.inputs else {}
     for name in ("GTV", "CTV"):
         seg = result.resolution.get(name)
@@ -49,7 +51,8 @@ def _centre(result: ReviewResult) -> np.ndarray:
             return masks[seg].centroid_ras()
     for v in result.volumes.values():
         return v.mask.centroid_ras()
-    raise ValueError("The report needs at least a GTV, CTV or planning volume to centre its slices on.")
+    middle = (np.asarray(ct.geometry.shape[::-1], float) - 1) / 2
+    return ct.geometry.ijk_to_ras_points(middle[None])[0]
 
 
 def make_images(result: ReviewResult, ct: Optional[ImageInput], mr: Optional[ImageInput] = None, half_mm: float = 55.0):
@@ -57,13 +60,13 @@ def make_images(result: ReviewResult, ct: Optional[ImageInput], mr: Optional[Ima
     p = result.protocol
     structures = structure_masks(result.resolution, result.inputs.masks, result.volumes)
     colors = {n: s.color for n, s in p.structures.items()}
-    centre = _centre(result)
     dose = result.inputs.dose
     images = {}
     if result.dvhs:
         images["dvh"] = figures.review_dvh_png(result)
     if ct is None:
         return images
+    centre = _centre(result, ct)
     rx = p.prescription_gy
     iso = [(rx, "#ffffff"), (1.4 * rx, "#ff00ff")]
     for orientation, labels in (("axial", ("R", "L", "A", "P")), ("sagittal", ("A", "P", "S", "I"))):
