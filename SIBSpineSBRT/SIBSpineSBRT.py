@@ -90,6 +90,8 @@ class SIBSpineSBRTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._updatingRoles = False
+        self._roleTableKey = None
+        self._defaultToolTips = {}
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -112,7 +114,9 @@ class SIBSpineSBRTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportReportButton.connect("clicked(bool)", self.onExportReport)
         self.ui.exportRtstructButton.connect("clicked(bool)", self.onExportRtstruct)
         self.ui.demoButton.connect("clicked(bool)", self.onDemo)
-        self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._fillRoleTable)
+        # The role table follows the parameter node (segmentation, protocol, overrides): refreshed from its
+        # ModifiedEvent, never from the selector's signal, which PythonQt may deliver before connectGui has
+        # written the new node into the parameter node (slots run in connection order).
         self.ui.mrOpacitySlider.connect("valueChanged(double)", self.logic.setMROpacity)
 
         self.initializeParameterNode()
@@ -133,6 +137,7 @@ class SIBSpineSBRTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
+        self.logic.session.forget()  # a closed scene's case and review are never acted on again
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -149,8 +154,8 @@ class SIBSpineSBRTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+            self._roleTableKey = None
             self._updateButtons()
-            self._fillRoleTable()
             if self._parameterNode.results is not None:  # a reopened scene shows its stored review
                 self.showResults(self._parameterNode.results)
 
@@ -162,6 +167,10 @@ class SIBSpineSBRTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         if p is None:
             return
+        key = r.role_table_key(p.segmentation, p.protocol, dict(p.roleOverrides))
+        if key != self._roleTableKey:
+            self._roleTableKey = key
+            self._fillRoleTable()
         missing = r.missing_for(self.logic.panelState(p))
         for action, button in (
             (r.REGISTER, self.ui.registerButton),
@@ -171,9 +180,9 @@ class SIBSpineSBRTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             (r.REPORT, self.ui.exportReportButton),
             (r.RTSTRUCT, self.ui.exportRtstructButton),
         ):
+            default = self._defaultToolTips.setdefault(action, button.toolTip)
             button.enabled = not missing[action]
-            if missing[action]:
-                button.toolTip = "\n".join(missing[action])
+            button.toolTip = "\n".join(missing[action]) if missing[action] else default
 
     def _fillRoleTable(self, node=None) -> None:
         """Protocol role -> segment, as the library resolves it; a combo box per role to change it."""
@@ -195,6 +204,8 @@ class SIBSpineSBRTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             combo.connect("currentTextChanged(QString)", lambda text, role=role: self._onRoleChanged(role, text))
             table.setCellWidget(n, 1, combo)
         self._updatingRoles = False
+        self._roleTableKey = None
+        self._defaultToolTips = {}
         table.resizeColumnsToContents()
 
     def _onRoleChanged(self, role: str, text: str) -> None:
@@ -222,9 +233,13 @@ class SIBSpineSBRTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._fillRoleTable()
 
     def onRegister(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("MR-to-CT registration failed."), waitCursor=True):
-            self.logic.register(self._parameterNode, self._progress)
-        self._progress(1.0)
+        # tryWithErrorDisplay shows the error and raises it again (Base/Python/slicer/util.py, 5.6-main): the
+        # progress bar is hidden in ``finally``, not after the block
+        try:
+            with slicer.util.tryWithErrorDisplay(_("MR-to-CT registration failed."), waitCursor=True):
+                self.logic.register(self._parameterNode, self._progress)
+        finally:
+            self._progress(1.0)
 
     def onBuildVolumes(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Building the planning volumes failed."), waitCursor=True):
@@ -232,12 +247,14 @@ class SIBSpineSBRTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.messagesLabel.text = "\n".join(messages)
 
     def onEvaluate(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Plan evaluation failed."), waitCursor=True):
-            self._progress(0.1, _("Evaluating"))
-            self.logic.evaluate(self._parameterNode)
-            self.showResults(self._parameterNode.results)
-            self.logic.showReviewLayout(self._parameterNode)
-        self._progress(1.0)
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Plan evaluation failed."), waitCursor=True):
+                self._progress(0.1, _("Evaluating"))
+                self.logic.evaluate(self._parameterNode)
+                self.showResults(self._parameterNode.results)
+                self.logic.showReviewLayout(self._parameterNode)
+        finally:
+            self._progress(1.0)
 
     def onNormalise(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Normalisation failed."), waitCursor=True):
@@ -365,8 +382,9 @@ class SIBSpineSBRTLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        self.lastResult = None
-        self.dicomCase = None
+        from SIBSpineSBRTLib.review.session import ReviewSession
+
+        self.session = ReviewSession()  # the loaded case and last review, tied to their nodes
 
     def getParameterNode(self):
         return SIBSpineSBRTParameterNode(super().getParameterNode())
@@ -377,7 +395,7 @@ class SIBSpineSBRTLogic(ScriptedLoadableModuleLogic):
 
         seg = p.segmentation
         built = seg is not None and bool(seg.GetSegmentation().GetSegmentIdBySegmentName(PTV))
-        result = self.lastResult
+        result = self.session.result_for(slicer.mrmlScene, seg, p.dose)
         return PanelState(
             ct=p.ct is not None,
             mr=p.mr is not None,
@@ -387,7 +405,7 @@ class SIBSpineSBRTLogic(ScriptedLoadableModuleLogic):
             evaluated=result is not None,
             prescription_metric_known=result is not None and result.protocol.prescription_structure in result.dvhs,
             volumes_built=built,
-            ct_from_dicom=self.dicomCase is not None and self.dicomCase.ct is p.ct,
+            ct_from_dicom=self.session.case_for(slicer.mrmlScene, p.ct) is not None,
         )
 
     def roleRows(self, p):
@@ -411,7 +429,7 @@ class SIBSpineSBRTLogic(ScriptedLoadableModuleLogic):
         if not folder or not os.path.isdir(folder):
             raise ValueError(_("Choose the DICOM case folder first."))
         case = load_case_with_slicer_dicom(folder)
-        self.dicomCase, self.lastResult = case, None
+        self.session.load(case)
         p.ct, p.segmentation, p.dose = case.ct, case.segmentation, case.dose
         p.mr = case.mr[0] if case.mr else None
         level = level_from_text(case.prescription.plan_label) if case.prescription is not None else None
@@ -466,8 +484,9 @@ class SIBSpineSBRTLogic(ScriptedLoadableModuleLogic):
 
         scene = scene or slicer.mrmlScene
         data = case_input_from_nodes(scene, p.segmentation, p.dose, p.level, reference_volume=p.ct)
-        if self.dicomCase is not None and self.dicomCase.segmentation is p.segmentation:
-            data = with_plan_prescription(data, self.dicomCase)  # the plan's fractionation stops a false pass
+        case = self.session.case_for(scene, p.ct)
+        if case is not None and case.segmentation is p.segmentation:
+            data = with_plan_prescription(data, case)  # the plan's fractionation stops a false pass
         result = review_case(data, load_protocol(p.protocol), dict(p.roleOverrides))
         store_review(scene, p.segmentation, result)
         if slicerrt_available() and p.dose is not None:  # SlicerRT's DVH cross-checks every metric
@@ -480,7 +499,7 @@ class SIBSpineSBRTLogic(ScriptedLoadableModuleLogic):
 
         p.results = write_results_table(scene, result, p.results)
         write_dvh_chart(scene, result)
-        self.lastResult = result
+        self.session.remember(result, p.segmentation, p.dose)
         logging.info(f"SIBSpineSBRT: {result.case} {result.level}: verdict {result.verdict}")
         return result
 
@@ -490,9 +509,10 @@ class SIBSpineSBRTLogic(ScriptedLoadableModuleLogic):
         from SIBSpineSBRTLib.review.whatif import normalise_to_prescription
 
         scene = scene or slicer.mrmlScene
-        if self.lastResult is None:
+        last = self.session.result_for(scene, p.segmentation, p.dose)
+        if last is None:
             raise ValueError(_("Evaluate the plan first."))
-        what = normalise_to_prescription(self.lastResult)
+        what = normalise_to_prescription(last)
         add_dose_node(scene, what.dose)
         return self._store(p, what.result, scene)
 
@@ -534,21 +554,23 @@ class SIBSpineSBRTLogic(ScriptedLoadableModuleLogic):
         from SIBSpineSBRTLib.registration.mrml_transform import transform_to_parent
         from SIBSpineSBRTLib.report.outputs import write_report_file
 
-        if self.lastResult is None:
+        last = self.session.result_for(slicer.mrmlScene, p.segmentation, p.dose)
+        if last is None:
             raise ValueError(_("Evaluate the plan first."))
         mr_to_ct = transform_to_parent(p.mrTransform) if p.mrTransform is not None else None
-        write_report_file(self.lastResult, path, p.ct, p.mr, mr_to_ct)
+        write_report_file(last, path, p.ct, p.mr, mr_to_ct)
 
     def exportRtstruct(self, path: str, p) -> None:
         from SIBSpineSBRTLib.caseio.export import write_planning_volumes
 
-        if self.dicomCase is None or self.dicomCase.ct is not p.ct:
+        case = self.session.case_for(slicer.mrmlScene, p.ct)
+        if case is None:
             raise ValueError(_("Load the case with 'Load' (DICOM case folder) so the RTSTRUCT can reference its CT."))
         protocol, planned = self._planned(p)
         if planned.problems:
             raise ValueError(" ".join(planned.problem_message(protocol, n) for n in planned.problems))
         colors = {n: protocol.structures[n].color for n in planned.volumes}
-        write_planning_volumes(self.dicomCase, planned.volumes, path, colors)
+        write_planning_volumes(case, planned.volumes, path, colors)
 
     def runDemo(self, p=None, scene=None):
         """The built-in thoracic teaching case (MR registered), reviewed: the same function as the CLI and pytest."""
@@ -561,7 +583,8 @@ class SIBSpineSBRTLogic(ScriptedLoadableModuleLogic):
             p.mr = nodes.mr
             p.mrTransform = nodes.mr.GetParentTransformNode() if nodes.mr is not None else None
             self._store(p, result, scene)
-        self.lastResult = result
+        else:
+            self.session.remember(result, nodes.segmentation, nodes.dose)
         return result, nodes
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ..protocol.model import ProtocolError, normalise_level
 
@@ -80,3 +80,15 @@ def missing_packages(action: str, find_spec: Callable = importlib.util.find_spec
     """Pinned pip requirements of the packages ``action`` needs that this Python cannot import (the Slicer
     module offers to install them with ``slicer.util.pip_install``)."""
     return [req for module, req in PACKAGES.get(action, ()) if find_spec(module) is None]
+
+
+def role_table_key(segmentation, protocol: str, overrides: Dict[str, str]) -> Tuple:
+    """What the panel's role table shows depends on: the segmentation node (and its segments), the protocol and
+    the overrides. The table is rebuilt when this key changes."""
+    names: Tuple[str, ...] = ()
+    node_id = None
+    if segmentation is not None:
+        node_id = segmentation.GetID()
+        seg = segmentation.GetSegmentation()
+        names = tuple(seg.GetNthSegment(i).GetName() for i in range(seg.GetNumberOfSegments()))
+    return node_id, names, protocol, tuple(sorted(overrides.items()))
