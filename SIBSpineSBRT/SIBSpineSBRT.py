@@ -594,7 +594,8 @@ class SIBSpineSBRTLogic(ScriptedLoadableModuleLogic):
 
 
 class SIBSpineSBRTTest(ScriptedLoadableModuleTest):
-    """Runs the same demo review and checks as the pytest suite (Testing/test_cli_demo.py)."""
+    """Runs the same demo review and checks as the pytest suite (Testing/test_cli_demo.py), then the DICOM path
+    through Slicer's DICOM database and SlicerRT against the plain-Python review of the same folder."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -604,6 +605,8 @@ class SIBSpineSBRTTest(ScriptedLoadableModuleTest):
         self.test_DemoReview()
         self.setUp()
         self.test_ParameterNodeRestoresReview()
+        self.setUp()
+        self.test_DicomCaseThroughSlicerRT()
 
     def test_DemoReview(self):
         from SIBSpineSBRTLib.protocol.model import load_protocol
@@ -629,3 +632,51 @@ class SIBSpineSBRTTest(ScriptedLoadableModuleTest):
             [(r.structure, r.metric, r.status) for r in result.rows],
         )
         self.assertEqual(p.level, "T8")
+
+    def test_DicomCaseThroughSlicerRT(self):
+        """Export the thoracic phantom as DICOM, load it through the DICOM database and SlicerRT, build, evaluate
+        with the SlicerRT cross-check, export the report and RTSTRUCT; then review the same folder through the
+        pydicom path and compare the two metrics documents (report/compare.py)."""
+        import tempfile
+
+        from SIBSpineSBRTLib.caseio.case_loader import load_dicom_case
+        from SIBSpineSBRTLib.caseio.dicom_write import export_case
+        from SIBSpineSBRTLib.geometry.masks import Mask
+        from SIBSpineSBRTLib.mrml.slicerrt_dvh import slicerrt_available
+        from SIBSpineSBRTLib.protocol.model import load_protocol
+        from SIBSpineSBRTLib.report.compare import metrics_differences
+        from SIBSpineSBRTLib.report.metrics_json import metrics_dict
+        from SIBSpineSBRTLib.review.demo import build_teaching_case
+        from SIBSpineSBRTLib.review.dicom_review import review_dicom_case
+
+        if not slicerrt_available():
+            self.delayDisplay(
+                _(
+                    "SlicerRT is not installed (or not loaded with --testing): the DICOM test is skipped. Add SlicerRT's "
+                    "module folders to --additional-module-paths to run it."
+                )  # fmt: skip
+            )
+            return
+        folder = tempfile.mkdtemp(prefix="SIBSpineSBRT-selftest-")
+        case = build_teaching_case("thoracic", "pass")
+        masks = {n: Mask(m, case.ct_geometry, n) for n, m in case.segments.items()}
+        export_case(os.path.join(folder, "case"), case, masks, case.colors)
+
+        self.delayDisplay(_("Loading the DICOM case through the DICOM database and SlicerRT"))
+        logic = SIBSpineSBRTLogic()
+        p = logic.getParameterNode()
+        logic.loadDicomCase(os.path.join(folder, "case"), p)
+        self.assertEqual(p.level, "T8")  # from the RTPLAN label
+        self.assertEqual(logic.buildVolumes(p), [])
+        result = logic.evaluate(p)
+        self.assertTrue(any(r.crosscheck is not None for r in result.rows), "SlicerRT's DVH cross-checked no row")
+        logic.exportReport(os.path.join(folder, "report.pdf"), p)
+        logic.exportRtstruct(os.path.join(folder, "planning_volumes.dcm"), p)
+        self.assertTrue(os.path.getsize(os.path.join(folder, "report.pdf")) > 10000)
+        in_slicer = metrics_dict(result)
+
+        slicer.mrmlScene.Clear()
+        plain = load_dicom_case(os.path.join(folder, "case"), slicer.mrmlScene, on_dose_error="record")
+        reference = metrics_dict(review_dicom_case(plain, load_protocol()))
+        self.assertEqual(metrics_differences(in_slicer, reference), [])
+        self.delayDisplay(_("Test passed"))

@@ -103,10 +103,15 @@ class DicomCase:
         from ..mrml.case import case_input_from_nodes
 
         if self.segmentation is None:
+            unread = self.scan.problems() if self.scan else []
             raise MissingSeriesError(
-                f"The case folder {self.scan.root if self.scan else ''} has no RTSTRUCT: a review needs the "
-                "structures. "
-                "Export the structure set with the CT and dose."
+                f"The case folder {self.scan.root if self.scan else ''} has no readable RTSTRUCT: a review needs the "
+                "structures. Export the structure set with the CT and dose."
+                + (
+                    f" Files that could not be read (one may be the structure set): {' '.join(unread)}"
+                    if unread
+                    else ""
+                )
             )
         data = case_input_from_nodes(
             self.scene, self.segmentation, self.dose, level, name or self.default_name, self.ct, dose_unit
@@ -130,8 +135,8 @@ def _choose_structure_set(scan: DicomScan, uid: Optional[str]) -> Optional[Dicom
         raise MissingSeriesError(f"{scan.root}: no RTSTRUCT with SOP Instance UID {uid}.")
     if len(candidates) > 1:
         raise AmbiguousSeriesError(
-            f"{scan.root} holds {len(candidates)} RTSTRUCTs ({_file_list(candidates)}). Keep one structure set in "
-            "the case folder, or choose one by its SOP Instance UID."
+            f"{scan.root} holds {len(candidates)} RTSTRUCTs ({_file_list(candidates)}) and nothing says which one "
+            "to review. Keep one structure set in the case folder: move the others out of the case folder."
         )
     return candidates[0] if candidates else None
 
@@ -173,7 +178,8 @@ def _choose_planning_series(
         labels = "; ".join(f"{s.label()} (UID {s.series_uid}, {len(s.files)} files)" for s in cts)
         raise AmbiguousSeriesError(
             f"{scan.root} holds {len(cts)} CT series and nothing says which is the planning CT: {labels}. Export the "
-            "structure set that references the planning CT, keep one CT per case folder, or choose the series by UID."
+            "structure set that references the planning CT, or keep one CT per case folder: move the other series "
+            "out of the case folder."
         )
     return cts[0]
 
@@ -230,8 +236,8 @@ def _choose_dose(scan: DicomScan, uid: Optional[str]) -> Optional[DicomFile]:
             "(Dose Summation Type PLAN). Export the plan's total dose from the planning system."
         )
     raise AmbiguousSeriesError(
-        f"{scan.root} holds {len(plans)} plan doses ({_file_list(plans)}). Keep one plan dose in the case folder, or "
-        "choose one by its SOP Instance UID."
+        f"{scan.root} holds {len(plans)} plan doses ({_file_list(plans)}) and nothing says which one to review. Keep "
+        "one plan dose in the case folder: move the others out of the case folder."
     )
 
 
@@ -346,7 +352,7 @@ def load_dicom_case(
                 if dose.summation_type not in PLAN_SUMMATION_TYPES:
                     messages.append(
                         f"{dose_file.path}: Dose Summation Type is {dose.summation_type or 'not stated'}, not PLAN; it "
-                        "is used as the dose to review because it is the only dose (or was chosen by UID). Check that "
+                        "is used as the dose to review because it is the only dose in the folder. Check that "
                         "it is the plan's total dose."
                     )
         except FrameOfReferenceError:

@@ -144,6 +144,11 @@ def read_rtdose(source) -> RTDose:
             f"{int(ds.Rows)}x{int(ds.Columns)}) are 0, so there is no dose to review. Calculate the plan's dose in "
             "the planning system and export that RTDOSE."
         )
+    if stored.min() < 0:
+        raise RTDoseError(
+            f"{where}: the dose has negative values (down to {float(stored.min()) * scaling:.3g} {units}); a physical "
+            "dose cannot be negative. Export the plan's calculated dose again."
+        )
     values = stored.astype(np.float64) * scaling
     ref_plan = ""
     if "ReferencedRTPlanSequence" in ds and len(ds.ReferencedRTPlanSequence):

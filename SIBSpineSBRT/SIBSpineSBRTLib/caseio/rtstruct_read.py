@@ -229,6 +229,8 @@ def check_contour(points_lps: np.ndarray) -> ContourCheck:
     p = np.asarray(points_lps, np.float64).reshape(-1, 3)
     if len(p) == 0:
         return ContourCheck(p, problem="has no points")
+    if not np.all(np.isfinite(p)):
+        return ContourCheck(p, problem="has coordinates that are not numbers (NaN or infinite)")
     keep = np.ones(len(p), bool)
     keep[1:] = np.any(np.abs(np.diff(p, axis=0)) > POINT_MERGE_MM, axis=1)
     repeated = int(len(p) - keep.sum())
@@ -270,7 +272,8 @@ def _check_roi(roi: RoiContours, where: str) -> List[str]:
     for c in roi.contours:
         if c.geometric_type != "CLOSED_PLANAR":
             continue
-        z = float(np.mean(c.points_lps[:, 2])) if len(c.points_lps) else float("nan")
+        zs = c.points_lps[:, 2][np.isfinite(c.points_lps[:, 2])] if len(c.points_lps) else []
+        z = float(np.mean(zs)) if len(zs) else float("nan")
         check = check_contour(c.points_lps)
         c.points_lps = check.points
         repeated += check.repeated_points

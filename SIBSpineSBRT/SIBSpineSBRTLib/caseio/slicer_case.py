@@ -86,7 +86,7 @@ def choose_case_objects(
             if rtdose.summation_type not in PLAN_SUMMATION_TYPES:
                 messages.append(
                     f"{dose_file.path}: Dose Summation Type is {rtdose.summation_type or 'not stated'}, not PLAN; it "
-                    "is used as the dose to review because it is the only dose (or was chosen by UID). Check that "
+                    "is used as the dose to review because it is the only dose in the folder. Check that "
                     "it is the plan's total dose."
                 )
     except FrameOfReferenceError:

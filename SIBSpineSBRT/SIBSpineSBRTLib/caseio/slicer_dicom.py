@@ -22,16 +22,8 @@ slicer-core); this module only drives Slicer:
    labelmap on the CT grid, the dose node (SlicerRT has marked it and set its unit), the raw contours and the
    prescription.
 
-Headless use (``Slicer --no-main-window --python-script review_dicom.py CASE_DIR T8``)::
-
-    import sys, slicer
-    sys.path.insert(0, "<repo>/SIBSpineSBRT")
-    from SIBSpineSBRTLib.caseio.slicer_dicom import load_case_with_slicer_dicom
-    from SIBSpineSBRTLib.protocol.model import load_protocol
-    from SIBSpineSBRTLib.review.pipeline import review_case
-    case = load_case_with_slicer_dicom(sys.argv[1])
-    result = review_case(case.case_input(sys.argv[2]), load_protocol())
-    slicer.util.exit(0 if result.verdict == "pass" else 1)
+Headless use: ``Slicer --no-main-window --python-script Testing/regression_review.py -- --case CASE_DIR --out
+OUT`` (the same review, metrics.json and exit code as ``sibspine review --dicom``).
 """
 
 from __future__ import annotations

@@ -110,20 +110,21 @@ def cmd_demo(args) -> int:
     from ..review.demo import run_demo_review
 
     folder = _output_folder(args)
-    ctx = new_scene()
     protocol = load_protocol(args.protocol)
+    margins, roles = _margins(args), _parse_roles(args.role)  # every option checked before any work
+    ctx = new_scene()
     if args.export_dicom:
         _export_demo_dicom(args)
     result, nodes = run_demo_review(
         ctx.scene,
         protocol,
         args.drop_segment or (),
-        _parse_roles(args.role),
+        roles,
         case=args.case,
         variant=args.variant,
         seed=args.seed,
         register_mr=True,
-        **_margins(args),
+        **margins,
     )
     from ..registration.mrml_transform import node_to_world
 
@@ -154,13 +155,17 @@ def _load_dose(ctx, path, unit):
 
 
 def cmd_review(args) -> int:
+    from ..dose.grid import DoseError
     from ..mrml import storage
     from ..mrml.case import case_input_from_nodes, store_review
     from ..mrml.scene import new_scene
-    from ..protocol.model import load_protocol
+    from ..protocol.model import load_protocol, normalise_level
     from ..review.pipeline import review_case
 
     protocol = load_protocol(args.protocol)
+    margins, roles = _margins(args), _parse_roles(args.role)  # every option checked before any work
+    if args.level:
+        normalise_level(args.level)
     folder = _output_folder(args)
     ctx = new_scene()
     if args.dicom:
@@ -177,9 +182,7 @@ def cmd_review(args) -> int:
         from ..review.dicom_review import mr_for_fusion, review_dicom_case
 
         case = load_dicom_case(args.dicom, ctx, on_dose_error="record")
-        result = review_dicom_case(
-            case, protocol, args.level, args.name or case.default_name, _parse_roles(args.role), **_margins(args)
-        )
+        result = review_dicom_case(case, protocol, args.level, args.name or case.default_name, roles, **margins)
         store_review(ctx.scene, case.segmentation, result)
         mr, mr_to_ct = mr_for_fusion(case)
         return _report(ctx, result, folder, args, case.ct, mr, mr_to_ct)
@@ -195,9 +198,11 @@ def cmd_review(args) -> int:
     seg = storage.load_segmentation(ctx.scene, args.segmentation)
     dose = _load_dose(ctx, args.dose, args.dose_unit)
     name = args.name or Path(args.segmentation).name.split(".")[0]
-    roles = _parse_roles(args.role)
     data = case_input_from_nodes(ctx.scene, seg, dose, args.level, name, reference_volume=ct)
-    result = review_case(data, protocol, roles, **_margins(args))
+    try:
+        result = review_case(data, protocol, roles, **margins)
+    except DoseError as exc:  # e.g. a probable unit error: name the file and the option
+        raise DoseError(f"--dose {args.dose} (--dose-unit {args.dose_unit}): {exc}") from None
     store_review(ctx.scene, seg, result)
     mr_to_ct = None
     if mr is not None:
@@ -244,6 +249,7 @@ def cmd_volumes(args) -> int:
         raise UsageError("Give either --segmentation (a .seg.nrrd) or --dicom (a case folder).")
     protocol = load_protocol(args.protocol)
     level = normalise_level(args.level)
+    margins, roles = _margins(args), _parse_roles(args.role)  # every option checked before any work
     if args.dicom and args.ct:
         raise UsageError("--ct chooses the grid of a .seg.nrrd; with --dicom the volumes are built on the case's CT.")
     if not args.dicom and not out.name.endswith(".seg.nrrd"):
@@ -262,8 +268,8 @@ def cmd_volumes(args) -> int:
                     level,
                     stage.path,
                     protocol=protocol,
-                    role_overrides=_parse_roles(args.role),
-                    **_margins(args),
+                    role_overrides=roles,
+                    **margins,
                 )
             _print_warnings(caught)
             for m in done.messages:
@@ -279,7 +285,7 @@ def cmd_volumes(args) -> int:
         masks = segs.read_segments(seg, geometry=geometry)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            planned = plan_volumes(protocol, masks, level, _parse_roles(args.role), **_margins(args))
+            planned = plan_volumes(protocol, masks, level, roles, **margins)
         _print_warnings(caught)
         if planned.problems:
             reasons = [planned.problem_message(protocol, n) for n in planned.problems]

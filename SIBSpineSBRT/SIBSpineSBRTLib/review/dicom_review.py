@@ -8,20 +8,26 @@ from typing import Mapping, Optional, Tuple
 import numpy as np
 
 from ..caseio.case_loader import FRAME_ATTRIBUTE
-from ..protocol.model import Protocol, ProtocolError, level_from_text
+from ..dose.grid import DoseError
+from ..protocol.model import Protocol, ProtocolError, level_from_text, normalise_level
 from .pipeline import ReviewResult, review_case
 
 
 def case_level(case, level: Optional[str]) -> str:
     """The level given, else one written explicitly in the RTPLAN label ("level T8"); otherwise an error."""
-    if level:
-        return level
     label = case.prescription.plan_label if case.prescription is not None else ""
     found = level_from_text(label)
+    if level:
+        if found is not None and found != normalise_level(level):
+            case.messages.append(
+                f"The RTPLAN label ({label!r}) states level {found}, but level {normalise_level(level)} was given; "
+                f"the review uses {normalise_level(level)}. Check which is the target's level."
+            )
+        return level
     if found is None:
+        said = f"the RTPLAN label ({label!r}) does not state it" if label else "the case has no RTPLAN label"
         raise ProtocolError(
-            "The vertebral level of the target is not given and the RTPLAN label does not state it "
-            '(as "level T8"): pass --level.'
+            f'The vertebral level of the target is not given and {said} (as "level T8", a level C1-S5): pass --level.'
         )
     return found
 
@@ -57,7 +63,19 @@ def review_dicom_case(
     """Review a loaded case; the RTPLAN's fractionation and prescription, when they differ from the protocol's,
     stop a pass (``pipeline._plan_problems``)."""
     data = with_plan_prescription(case.case_input(case_level(case, level), name), case)
-    result = review_case(data, protocol, role_overrides, **options)
+    if getattr(case, "prescription", None) is None:
+        case.messages.append(
+            f"No RTPLAN was read, so the plan's fractionation and prescription were not checked against protocol "
+            f"{protocol.id} ({protocol.fractions} fractions, {protocol.prescription_gy:g} Gy): check them in the "
+            "planning system."
+        )
+    try:
+        result = review_case(data, protocol, role_overrides, **options)
+    except DoseError as exc:  # e.g. a probable unit error: name the file it came from
+        path = getattr(getattr(case, "rtdose", None), "path", None)
+        if path is None or str(path) in str(exc):
+            raise
+        raise DoseError(f"{path}: {exc}") from None
     notes = list(case.messages)
     result.messages = notes + [m for m in result.messages if m not in notes]
     return result
