@@ -60,7 +60,7 @@ def test_every_table_row_with_value_and_status(report):
 def test_images_show_content(report):
     _, rep = report
     embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', rep.path.read_text(encoding="utf-8"))
-    assert len(embedded) == 4  # DVH, axial dose, axial fusion, sagittal dose
+    assert len(embedded) == 5  # DVH, trial ranges, axial dose, axial fusion, sagittal dose
     for key in ("dvh", "axial_dose", "axial_fusion", "sagittal_dose"):
         px = pixels(rep.images[key])
         assert px.std() > 20 and len(np.unique(px.reshape(-1, 3), axis=0)) > 300, key

@@ -264,6 +264,37 @@ class ExpectedOrgan:
 
 
 @dataclass(frozen=True)
+class TrialResult:
+    """What the trial reported for a metric over its patients: median and range (for the plan's context)."""
+
+    structure: str
+    metric: str
+    median: float
+    low: float
+    high: float
+    source: str = ""
+
+    def position(self, value: float) -> str:
+        """Where a plan's value falls: "below the trial's range", "within ...", "above ..."."""
+        if value < self.low:
+            return "below the trial's range"
+        if value > self.high:
+            return "above the trial's range"
+        return "within the trial's range"
+
+
+@dataclass(frozen=True)
+class ReferenceDose:
+    """A dose the trial discusses as a reference for a metric (not a limit): e.g. GTV D98% vs 25.3 Gy."""
+
+    structure: str
+    metric: str
+    dose_gy: float
+    label: str
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class Protocol:
     id: str
     name: str
@@ -278,6 +309,8 @@ class Protocol:
     path: str = ""
     notes: Tuple[str, ...] = field(default_factory=tuple)
     expected_organs: Tuple[ExpectedOrgan, ...] = ()
+    trial_results: Tuple[TrialResult, ...] = ()
+    reference_doses: Tuple[ReferenceDose, ...] = ()
     precision_source: str = ""
     checksum: str = ""  # sha256 of the parsed content (whitespace-insensitive)
     shipped_checksum: Optional[str] = None  # the checksum recorded for a shipped protocol of this id
@@ -463,6 +496,31 @@ def parse_protocol(data: dict, where: str = "protocol") -> Protocol:
         if structure not in structures:
             raise ProtocolError(f"{w}.structure '{structure}' is not declared under 'structures'.")
         expected.append(ExpectedOrgan(structure, normalise_level(_req(e, "levels", str, w)), str(e.get("source", ""))))
+    trial = []
+    for n, t in enumerate(data.get("trial_results", [])):
+        w = f"{where}.trial_results[{n}]"
+        if not isinstance(t, dict) or _req(t, "structure", str, w) not in structures:
+            raise ProtocolError(f"{w}: an object whose structure is declared under 'structures'.")
+        parse_metric(_req(t, "metric", str, w))
+        lo, med, hi = (float(_req(t, k, (int, float), w)) for k in ("min", "median", "max"))
+        if not lo <= med <= hi:
+            raise ProtocolError(f"{w}: needs min <= median <= max; got {lo}, {med}, {hi}.")
+        trial.append(TrialResult(t["structure"], t["metric"], med, lo, hi, str(t.get("source", ""))))
+    references = []
+    for n, r in enumerate(data.get("reference_doses", [])):
+        w = f"{where}.reference_doses[{n}]"
+        if not isinstance(r, dict) or _req(r, "structure", str, w) not in structures:
+            raise ProtocolError(f"{w}: an object whose structure is declared under 'structures'.")
+        parse_metric(_req(r, "metric", str, w))
+        references.append(
+            ReferenceDose(
+                r["structure"],
+                r["metric"],
+                float(_req(r, "dose_gy", (int, float), w)),
+                str(_req(r, "label", str, w)),
+                str(r.get("source", "")),
+            )
+        )
     target = _req(rx, "structure", str, f"{where}.prescription")
     if target not in structures:
         raise ProtocolError(f"{where}.prescription.structure '{target}' is not declared under 'structures'.")
@@ -482,6 +540,8 @@ def parse_protocol(data: dict, where: str = "protocol") -> Protocol:
         path=where,
         notes=tuple(data.get("notes", ())),
         expected_organs=tuple(expected),
+        trial_results=tuple(trial),
+        reference_doses=tuple(references),
         precision_source=str(data.get("precision_source", "")),
         checksum=content_checksum(data),
         shipped_checksum=shipped_checksums().get(str(data.get("id"))),

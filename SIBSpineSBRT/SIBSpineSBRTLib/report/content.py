@@ -264,3 +264,79 @@ def volume_problems(result: ReviewResult) -> List[str]:
 
 def footer_text(result: ReviewResult, when: _dt.datetime) -> str:
     return f"SIBSpineSBRT {__version__} \u00b7 report made {when.strftime('%Y-%m-%d %H:%M')}"
+
+
+# -- the trial's results beside the plan ----------------------------------------------------------------------
+
+TRIAL_HEADING = "The trial's results beside this plan"
+RADIOBIOLOGY_NOTE = (
+    "EQD2 = BED / (1 + 2 Gy / (\u03b1/\u03b2)), BED = n d (1 + d / (\u03b1/\u03b2)), with n the protocol's "
+    "fractions: a linear-quadratic (LQ) model estimate, for information only. \u03b1/\u03b2: 6 Gy for the tumour "
+    "targets (the HyTEC local-control estimate cited by the trial's discussion), 2 Gy for the cord, thecal sac and "
+    "nerves (HyTEC), 3 Gy for other late-responding organs (the conventional default). Above about 6-8 Gy per "
+    "fraction the LQ model is an extrapolation."
+)
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    label: str  # "GTV D50%"
+    plan: str  # the plan's value as shown, or a dash
+    trial: str  # "median 43.2 Gy (41.3-45.7)"
+    position: str  # "within the trial's range", ...
+    value: Optional[float]
+    median: float
+    low: float
+    high: float
+    unit: str
+    source: str
+
+
+def _plan_value(result: ReviewResult, structure: str, metric: str) -> Optional[float]:
+    if metric == "Volume":
+        if structure in result.volumes:
+            return result.volumes[structure].mask.volume_cc
+        dvh = result.dvhs.get(structure)
+        return None if dvh is None else dvh.volume_cc
+    dvh = result.dvhs.get(structure)
+    if dvh is None:
+        return None
+    try:
+        return dvh.metric(metric)
+    except ValueError:
+        return None
+
+
+def trial_rows(result: ReviewResult) -> List[TrialRow]:
+    """Each result the trial reported (median and range over its patients) with the plan's own value."""
+    rows = []
+    for t in result.protocol.trial_results:
+        unit = "cc" if t.metric == "Volume" else "Gy"
+        value = _plan_value(result, t.structure, t.metric)
+        rows.append(
+            TrialRow(
+                f"{t.structure} {t.metric}",
+                DASH if value is None else f"{value:.1f} {unit}",
+                f"median {t.median:g} {unit} ({t.low:g}{DASH}{t.high:g})",
+                "not available" if value is None else t.position(value),
+                value,
+                t.median,
+                t.low,
+                t.high,
+                unit,
+                t.source,
+            )
+        )
+    return rows
+
+
+def reference_sentences(result: ReviewResult) -> List[str]:
+    """The trial's reference doses (not limits) with the plan's value beside each."""
+    out = []
+    for r in result.protocol.reference_doses:
+        value = _plan_value(result, r.structure, r.metric)
+        if value is None:
+            continue
+        side = "at or above" if value >= r.dose_gy else "below"
+        out.append(f"{r.structure} {r.metric} = {value:.1f} Gy is {side} {r.dose_gy:g} Gy ({r.label}; {r.source}).")
+    return out

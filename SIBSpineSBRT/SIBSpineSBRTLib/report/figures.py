@@ -434,3 +434,43 @@ def review_dvh_png(result) -> Optional[bytes]:
     """The DVH figure of a review as PNG (``review_dvh_figure``), or None without DVHs."""
     fig = review_dvh_figure(result)
     return None if fig is None else _png(fig)
+
+
+def trial_bands_figure(rows):
+    """One strip per result the trial reported: its range (grey band), median (black tick) and the plan's value
+    (dot, red when outside the range). Volumes on a log axis (1-470 cc)."""
+    if not rows:
+        return None
+    fig = _figure(7.6, 0.85 * len(rows) + 0.4)
+    axes = fig.subplots(len(rows), 1, squeeze=False, gridspec_kw={"hspace": 1.3})[:, 0]
+    for ax, row in zip(axes, rows):
+        values = [row.low, row.high] + ([row.value] if row.value is not None else [])
+        lo, hi = min(values), max(values)
+        if row.unit == "cc":
+            from matplotlib.ticker import FixedLocator, NullFormatter
+
+            ax.set_xscale("log")
+            ax.set_xlim(lo / 1.6, hi * 1.6)
+            ax.xaxis.set_major_locator(FixedLocator([1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]))
+            ax.xaxis.set_major_formatter(lambda v, _pos: f"{v:g}")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        else:
+            pad = 0.12 * (hi - lo or 1.0)
+            ax.set_xlim(lo - pad, hi + pad)
+        ax.axvspan(row.low, row.high, color="#cfd8dc", zorder=1)
+        ax.axvline(row.median, color="#263238", lw=2, zorder=2)
+        if row.value is not None:
+            inside = row.low <= row.value <= row.high
+            ax.plot([row.value], [0.5], "o", ms=9, color="#2e7d32" if inside else "#d32f2f", zorder=3)
+        ax.set_yticks([])
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(row.label, rotation=0, ha="right", va="center", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7, length=2)
+        ax.set_xlabel(row.unit, fontsize=7, labelpad=1)
+    fig.suptitle("Trial range (grey), median (black), this plan (dot)", fontsize=8, y=0.995)
+    return fig
+
+
+def trial_bands_png(rows) -> Optional[bytes]:
+    fig = trial_bands_figure(rows)
+    return None if fig is None else _png(fig)

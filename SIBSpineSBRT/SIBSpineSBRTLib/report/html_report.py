@@ -64,6 +64,9 @@ def make_images(result: ReviewResult, ct: Optional[ImageInput], mr: Optional[Ima
     images = {}
     if result.dvhs:
         images["dvh"] = figures.review_dvh_png(result)
+        trial = figures.trial_bands_png(content.trial_rows(result))
+        if trial:
+            images["trial"] = trial
     if ct is None:
         return images
     centre = _centre(result, ct)
@@ -84,6 +87,26 @@ def make_images(result: ReviewResult, ct: Optional[ImageInput], mr: Optional[Ima
             mr2d = sample_image(mr.array, mr.geometry, plane, mr.to_image_ras)
             images["axial_fusion"] = figures.slice_png(ct2d, plane.extent_mm, "", labels, outlines, overlay=mr2d)
     return images
+
+
+def _trial_section(result: ReviewResult, images: Dict[str, bytes]) -> str:
+    """The trial's reported results (median, range) with the plan's values, its reference doses and the LQ note."""
+    e = html.escape
+    rows = content.trial_rows(result)
+    if not rows:
+        return f"<p style='font-size:12px'>{e(content.RADIOBIOLOGY_NOTE)}</p>"
+    body = "".join(
+        f"<tr><td>{e(r.label)}</td><td class=num>{e(r.plan)}</td><td>{e(r.trial)}</td><td>{e(r.position)}</td></tr>"
+        for r in rows
+    )
+    refs = "".join(f"<li>{e(t)}</li>" for t in content.reference_sentences(result))
+    image = _img(images["trial"], "The trial's ranges and this plan") if "trial" in images else ""
+    return (
+        f"<h2>{e(content.TRIAL_HEADING)}</h2><div class=dvh>{image}</div>"
+        f"<table><tr><th>Result</th><th>This plan</th><th>Trial ({e(rows[0].source)})</th><th>Where it falls</th></tr>"
+        f"{body}</table>{'<ul>' + refs + '</ul>' if refs else ''}"
+        f"<p style='font-size:12px'>{e(content.RADIOBIOLOGY_NOTE)}</p>"
+    )
 
 
 def _limits_table(rows, advisory: bool = False) -> str:
@@ -223,6 +246,7 @@ footer {{ margin-top: 28px; font-size: 11px; color: #666; }}
 <p style="font-size:12px">{e(content.METRIC_NOTE)} {key}.</p>
 {"<h2>Messages</h2><ul>" + messages + "</ul>" if messages else ""}
 <h2>Dose-volume histogram</h2><div class=dvh>{dvh}</div>
+{_trial_section(result, images)}
 <h2>Images</h2><p>{legend}</p>{"".join(figs) or "<p>No image was given.</p>"}
 <h2>Planning volumes</h2><table><tr><th>Volume</th><th>Size</th><th>Recipe</th></tr>{volumes}</table>
 {"<ul>" + problems + "</ul>" if problems else ""}

@@ -252,6 +252,21 @@ def build_pdf(
         pdf.image(io.BytesIO(images["dvh"]), w=240, alt_text="DVH with protocol limits")
     else:
         small("No dose: no DVH.", 9)
+    trial = content.trial_rows(result)
+    if trial:
+        keep_room(90)
+        heading(content.TRIAL_HEADING)
+        if "trial" in images:
+            pdf.image(io.BytesIO(images["trial"]), w=170, alt_text="The trial's ranges and this plan")
+        pdf.set_font(FONT, "", 8)
+        pdf.set_text_color(29, 36, 48)
+        with table((40, 28, 70, 45), 4.5) as t:
+            t.row(("Result", "This plan", f"Trial ({trial[0].source})", "Where it falls"))
+            for r in trial:
+                t.row((r.label, r.plan, r.trial, r.position), style=plain)
+        for sentence in content.reference_sentences(result):
+            small(f"\u2022 {sentence}", 8.5)
+    small(content.RADIOBIOLOGY_NOTE, 8)
     figures = [(k, c) for k, c in content.image_captions(result).items() if k in images]
     if figures:
         pdf.add_page()
