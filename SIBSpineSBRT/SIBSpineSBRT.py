@@ -650,12 +650,9 @@ class SIBSpineSBRTTest(ScriptedLoadableModuleTest):
         from SIBSpineSBRTLib.review.dicom_review import review_dicom_case
 
         if not slicerrt_available():
-            self.delayDisplay(
-                _(
-                    "SlicerRT is not installed (or not loaded with --testing): the DICOM test is skipped. Add SlicerRT's "
-                    "module folders to --additional-module-paths to run it."
-                )  # fmt: skip
-            )
+            message = _("SlicerRT is not loaded: the DICOM test is skipped.")
+            hint = _("With --testing, add SlicerRT's module folders to --additional-module-paths.")
+            self.delayDisplay(f"{message} {hint}")
             return
         folder = tempfile.mkdtemp(prefix="SIBSpineSBRT-selftest-")
         case = build_teaching_case("thoracic", "pass")
