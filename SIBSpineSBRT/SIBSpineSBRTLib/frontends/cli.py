@@ -53,9 +53,9 @@ def _inputs(args) -> List[str]:
 
 def _output_folder(args):
     """The --out folder, checked before any work (never an input, writable)."""
-    from ..report.output_folder import OutputFolder
+    from ..report.output_folder import REVIEW_OUTPUTS, OutputFolder
 
-    return OutputFolder(args.out, _inputs(args))
+    return OutputFolder(args.out, _inputs(args), REVIEW_OUTPUTS)
 
 
 def _report(ctx, result, folder, args, ct=None, mr=None, mr_to_ct=None) -> int:
@@ -64,8 +64,10 @@ def _report(ctx, result, folder, args, ct=None, mr=None, mr_to_ct=None) -> int:
     from ..mrml.storage import save_scene_mrb
     from ..report.output_folder import input_hashes
     from ..report.outputs import write_review_outputs
+    from ..report.signoff import SignOff
     from ..report.text_table import format_table
 
+    result.signoff = SignOff.make(args.reviewer, args.decision, args.comments)
     hashes = input_hashes(_inputs(args))
     with folder as stage:
         staged = write_review_outputs(
@@ -164,7 +166,7 @@ def cmd_review(args) -> int:
 
     protocol = load_protocol(args.protocol)
     margins, roles = _margins(args), _parse_roles(args.role)  # every option checked before any work
-    if args.level:
+    if args.level is not None:
         normalise_level(args.level)
     folder = _output_folder(args)
     ctx = new_scene()
@@ -188,6 +190,10 @@ def cmd_review(args) -> int:
         return _report(ctx, result, folder, args, case.ct, mr, mr_to_ct)
     if not (args.segmentation and args.dose and args.level):
         raise UsageError("Give --dicom CASE_DIR, or --segmentation, --dose (with --dose-unit) and --level.")
+    if not args.dose_unit:
+        raise UsageError(f"--dose {args.dose}: a volume file carries no dose unit; add --dose-unit Gy or cGy.")
+    if args.mr_transform and args.register:
+        raise UsageError("--mr-transform and --register both place the MR: give one (or neither, to use it as stored).")
     if (args.mr_transform or args.register) and not args.mr:
         raise UsageError("--mr-transform and --register place an MR: give it with --mr.")
     if args.mr and not args.ct:
@@ -218,7 +224,7 @@ def _margins(args):
     from ..geometry.margins import Margins
 
     try:
-        ptv = Margins.parse(args.ptv_margin_mm) if args.ptv_margin_mm else None
+        ptv = None if args.ptv_margin_mm is None else Margins.parse(args.ptv_margin_mm)
         prv = None if args.prv_margin_mm is None else float(args.prv_margin_mm)
     except ValueError as exc:
         raise UsageError(f"--ptv-margin-mm/--prv-margin-mm: {exc}") from None
@@ -315,6 +321,7 @@ def cmd_dvh(args) -> int:
     import warnings
 
     from ..dose.dvh import compute_dvh, parse_metric
+    from ..dose.grid import DoseError
     from ..mrml import segmentations as segs
     from ..mrml import storage
     from ..mrml.scene import new_scene
@@ -345,7 +352,10 @@ def cmd_dvh(args) -> int:
     else:
         if not args.dose_unit:
             raise UsageError(f"--dose {args.dose}: a volume file carries no dose unit; add --dose-unit Gy or cGy.")
-        dose = dose_grid_from_node(ctx.scene, _load_dose(ctx, args.dose, args.dose_unit))
+        try:
+            dose = dose_grid_from_node(ctx.scene, _load_dose(ctx, args.dose, args.dose_unit))
+        except DoseError as exc:
+            raise DoseError(f"--dose {args.dose}: {exc}") from None
     if args.rtstruct:
         # RTSTRUCT: the contours go to the contour engine directly (slabs with half-slice end caps)
         from ..caseio.rtstruct_read import read_rtstruct, roi_keys
@@ -419,6 +429,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sp.add_argument("--color", action="store_true", help="colour the status column")
         sp.add_argument("--no-report", action="store_true", help="skip the HTML and PDF reports")
+        sp.add_argument("--reviewer", metavar="NAME", help="sign the review: the physicist's name (with --decision)")
+        sp.add_argument(
+            "--decision",
+            choices=["approve", "approve-with-comments", "reject"],
+            help="sign-off decision, stored in metrics.json and printed in the report's sign-off block",
+        )
+        sp.add_argument("--comments", default="", help="sign-off comments (needed for approve-with-comments, reject)")
         sp.add_argument(
             "--normalise",
             action="store_true",
@@ -514,10 +531,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     from ..mrml.storage import StorageError
     from ..protocol.model import ProtocolError
     from ..report.output_folder import OutputError
+    from ..report.signoff import SignOffError
     from ..review.demo import DemoError
 
     args = build_parser().parse_args(argv)
     try:
+        if hasattr(args, "reviewer"):  # checked before any work
+            from ..report.signoff import SignOff
+
+            args.signoff = SignOff.make(args.reviewer, args.decision, args.comments)
         return args.func(args)
     except MemoryError:
         print(
@@ -528,6 +550,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_BAD_INPUT
     except (
         OutputError,
+        SignOffError,
         UsageError,
         DemoError,
         CaseIOError,

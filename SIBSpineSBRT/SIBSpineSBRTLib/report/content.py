@@ -340,3 +340,17 @@ def reference_sentences(result: ReviewResult) -> List[str]:
         side = "at or above" if value >= r.dose_gy else "below"
         out.append(f"{r.structure} {r.metric} = {value:.1f} Gy is {side} {r.dose_gy:g} Gy ({r.label}; {r.source}).")
     return out
+
+
+# -- sign-off -------------------------------------------------------------------------------------------------
+
+SIGNOFF_HEADING = "Sign-off"
+
+
+def signoff_rows(result: ReviewResult) -> List[Tuple[str, str]]:
+    """(label, value) of the sign-off block; blank values (to fill by hand) when nobody has signed."""
+    s = result.signoff
+    decisions = " / ".join(("Approve", "Approve with comments", "Reject"))
+    if s is None:
+        return [("Reviewed by", ""), ("Date", ""), (f"Decision ({decisions})", ""), ("Comments", "")]
+    return [("Reviewed by", s.reviewer), ("Date", s.date), ("Decision", s.decision_text), ("Comments", s.comments)]

@@ -204,6 +204,10 @@ def build_report(
     )
     meta = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in content.header_rows(result, patient_label))
     dvh = _img(images["dvh"], "DVH with protocol limits") if "dvh" in images else "<p>No dose: no DVH.</p>"
+    signoff = "".join(
+        f"<tr><th>{e(k)}</th><td style='min-width:420px;height:26px'>{e(v)}</td></tr>"
+        for k, v in content.signoff_rows(result)
+    )
     np_hex, np_tint = content.NON_PROTOCOL_HEX, content.NON_PROTOCOL_TINT
     adv_hex, adv_tint = content.ADVISORY_HEX, content.ADVISORY_TINT
     return f"""<!DOCTYPE html>
@@ -250,6 +254,7 @@ footer {{ margin-top: 28px; font-size: 11px; color: #666; }}
 <h2>Images</h2><p>{legend}</p>{"".join(figs) or "<p>No image was given.</p>"}
 <h2>Planning volumes</h2><table><tr><th>Volume</th><th>Size</th><th>Recipe</th></tr>{volumes}</table>
 {"<ul>" + problems + "</ul>" if problems else ""}
+<h2>{e(content.SIGNOFF_HEADING)}</h2><table class=signoff>{signoff}</table>
 <footer>{e(content.footer_text(result, when))} &middot; {e(p.citation)} &middot; {e(content.DISCLAIMER)}</footer>
 </body></html>
 """

@@ -16,13 +16,15 @@ Schema (format "sibspine-metrics/2")::
                "radiobiology": {"alpha_beta_gy", "bed_gy", "eqd2_gy"} | null,
                "crosscheck": {"engine", "value", "difference", "flagged", "used"} | null}],
      "volumes": {"PTV": {"volume_cc": float, "recipe": str}, ...},
-     "messages": [str], "input_files": {path: sha256}, "software": {"name": "SIBSpineSBRT", "version": str}}
+     "messages": [str], "input_files": {path: sha256},
+     "signoff": {"reviewer", "decision": "approve"|"approve-with-comments"|"reject", "comments", "date"} | null,
+     "software": {"name": "SIBSpineSBRT", "version": str}}
 
 Changes from sibspine-metrics/1: "verdict" now counts confirmed rows only (unconfirmed local defaults are
 advisory, summed up in "advisory_verdict"); status "met" (a mandatory-only limit that is met, formerly
 "optimal"); rows gain "confirmed", "source", "judged_value" and "precision" (the status is decided on
 "judged_value", "value" rounded to "precision"); top level gains "deviations", "problems",
-"advisory_verdict", "not_contoured", "not_evaluated", "protocol_sha256" and "input_files" (the sha256 of
+"advisory_verdict", "not_contoured", "not_evaluated", "protocol_sha256", "signoff" and "input_files" (the sha256 of
 every input file, as the paths were given).
 
 "acceptable" means the mandatory limit is met but the optimal one is not; "not_applicable" (with its
@@ -112,6 +114,7 @@ def metrics_dict(result: ReviewResult, input_files: Optional[Mapping[str, str]] 
         },
         "messages": list(result.messages),
         "input_files": dict(input_files or {}),
+        "signoff": None if result.signoff is None else result.signoff.as_dict(),
         "software": {"name": "SIBSpineSBRT", "version": __version__},
     }
 

@@ -300,6 +300,14 @@ def build_pdf(
                 recipes.row(row, style=plain)
     for problem in content.volume_problems(result):
         small(f"\u2022 {problem}", 9)
+    keep_room(45)
+    heading(content.SIGNOFF_HEADING)
+    pdf.set_font(FONT, "", 9)
+    pdf.set_text_color(29, 36, 48)
+    with table((70, 190), 7) as sign:
+        sign.row(("", "Signed on the command line" if result.signoff else "To be completed by the reviewing physicist"))
+        for label, value in content.signoff_rows(result):
+            sign.row((label, value), style=plain)
     return bytes(pdf.output())
 
 

@@ -61,6 +61,7 @@ class ReviewResult:
     not_contoured: List[str] = field(default_factory=list)  # organs expected at this level, absent
     not_evaluated: List[str] = field(default_factory=list)  # segments that match no protocol structure
     advisory_verdict: Optional[str] = None  # over the unconfirmed (advisory) rows only
+    signoff: Optional[object] = None  # report.signoff.SignOff, set by a front end when the physicist signs
 
     def dvh_curves(self, step_gy: Optional[float] = None) -> Dict[str, tuple]:
         """Cumulative DVHs (dose Gy, volume %) of the structures the protocol evaluates (with the cord), in
