@@ -60,7 +60,7 @@ def test_every_table_row_with_value_and_status(report):
 def test_images_show_content(report):
     _, rep = report
     embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', rep.path.read_text(encoding="utf-8"))
-    assert len(embedded) == 5  # DVH, trial ranges, axial dose, axial fusion, sagittal dose
+    assert len(embedded) == 7  # DVH, trial ranges, axial and sagittal dose, fusion, axial and sagittal hot spot
     for key in ("dvh", "axial_dose", "axial_fusion", "sagittal_dose"):
         px = pixels(rep.images[key])
         assert px.std() > 20 and len(np.unique(px.reshape(-1, 3), axis=0)) > 300, key
@@ -69,6 +69,7 @@ def test_images_show_content(report):
     # Radiological display: the cord (midline, posterior) must appear below and to the right of centre.
     axial = pixels(rep.images["axial_dose"])
     yellow = (axial[..., 0] > 200) & (axial[..., 1] > 200) & (axial[..., 2] < 60)  # cord outline (1, 1, 0)
+    yellow[:, int(0.88 * axial.shape[1]) :] = False  # not the dose colour bar at the right edge
     assert yellow.sum() > 30
     rows, cols = np.nonzero(yellow)
     assert rows.mean() > axial.shape[0] / 2 + 40 and cols.mean() > axial.shape[1] / 2 + 5

@@ -52,3 +52,24 @@ def test_plan_outside_the_range_is_drawn_red(reviewed):
     inside = [line for line in fig.axes[1].lines if line.get_marker() == "o"][0]
     assert inside.get_color() == "#2e7d32"
     assert figures.trial_bands_png(rows)[:4] == b"\x89PNG" and figures.trial_bands_png([]) is None
+
+
+def test_hot_spot_slices_go_through_the_oar_nearest_its_limit(demo_case, protocol):
+    """The report's hot-spot slices are centred on the highest dose of the cord PRV or the thecal sac,
+    whichever is nearer its limit; the point is the mask voxel with the highest sampled dose."""
+    import numpy as np
+
+    from SIBSpineSBRTLib.report.html_report import ImageInput, _hot_spot, make_images
+
+    c = demo_case
+    masks = {n: Mask(m, c.ct_geometry, n) for n, m in c.segments.items()}
+    dose = DoseGrid(c.dose_gy, c.dose_geometry)
+    result = review_case(CaseInput(c.name, c.level, masks, dose), protocol)
+    ratio = {n: result.dvhs[n].max / limit for n, limit in (("SpinalCord_PRV02", 25.0), ("ThecalSac", 30.0))}
+    assert content.hot_spot_structure(result) == max(ratio, key=ratio.get)
+    prv = result.volumes["SpinalCord_PRV02"].mask
+    spot = _hot_spot(prv, dose)
+    values, _ = dose.sample(prv.geometry.ijk_to_ras_points(np.argwhere(prv.array)[:, ::-1].astype(float)))
+    assert dose.sample(spot[None])[0][0] == pytest.approx(values.max())
+    images = make_images(result, ImageInput(c.ct, c.ct_geometry))
+    assert {"axial_hotspot", "sagittal_hotspot"} <= set(images)

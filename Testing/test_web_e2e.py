@@ -280,7 +280,7 @@ def test_report_pdf_downloads_with_the_panel_values(web, metrics):
     assert f"Verdict: {metrics['verdict'].upper()}" in text
     for r in metrics["rows"]:
         assert f"{r['structure']} {r['metric']} {shown(r)}" in text
-    assert len([im for page in reader.pages for im in page.images]) == 5  # DVH, trial ranges, axial, fusion, sagittal
+    assert len([im for page in reader.pages for im in page.images]) == 7  # + trial ranges and 2 hot-spot slices
 
 
 def test_nothing_loaded_from_outside_and_no_errors(web):

@@ -35,7 +35,20 @@ LIMIT_COLUMNS = (
     "SlicerRT (diff)",
     "Note and source",
 )
-CONTOURED = ("GTV", "CTV", "PTV_Eval", "SpinalCord", "SpinalCord_PRV02", "ThecalSac")  # outlined on the slices
+#: outlined on the slices: the targets, the cord and its PRV, the thecal sac, and the canal structures
+#: subtracted from the PTV (so PTV_Eval can be checked by eye)
+CONTOURED = (
+    "GTV",
+    "CTV",
+    "PTV_Eval",
+    "SpinalCord",
+    "SpinalCord_PRV02",
+    "ThecalSac",
+    "SpinalCanal",
+    "SacralCanal",
+    "SacralForamina",
+)
+HOT_SPOT_STRUCTURES = ("SpinalCord_PRV02", "ThecalSac")  # the first present gets its own slices
 
 # -- the sections ---------------------------------------------------------------------------------------------
 
@@ -240,17 +253,39 @@ def image_captions(result: ReviewResult) -> Dict[str, str]:
     fusion = "Axial MR over the CT (50%)"
     if _mr_placement_shown(result):
         fusion += "; how the MR was placed is under Messages"
-    return {
+    hot = hot_spot_structure(result)
+    captions = {
         "axial_dose": f"Axial CT through the target centre: {wash}",
         "axial_fusion": fusion,
         "sagittal_dose": f"Sagittal CT through the target centre: {wash}",
     }
+    if hot:
+        captions["axial_hotspot"] = f"Axial CT through the {hot} hot spot (its highest dose, marked +): {wash}"
+        captions["sagittal_hotspot"] = f"Sagittal CT through the {hot} hot spot (marked +)"
+    return captions
+
+
+def hot_spot_structure(result: ReviewResult) -> Optional[str]:
+    """The organ at risk whose hot spot the report shows: of the cord PRV and the thecal sac, the one whose
+    highest dose is nearest its limit (or furthest over it)."""
+
+    def closeness(name: str) -> float:
+        limits = [
+            c.mandatory.upper
+            for c in result.protocol.constraints
+            if c.structure == name and c.mandatory is not None and c.mandatory.upper
+        ]
+        return result.dvhs[name].max / min(limits) if limits else 0.0
+
+    present = [n for n in HOT_SPOT_STRUCTURES if n in result.dvhs]
+    return max(present, key=closeness) if present else None
 
 
 def legend(result: ReviewResult) -> List[Tuple[str, Tuple[float, float, float]]]:
     """(name, RGB 0-1) of the structures outlined on the slices, in the protocol's colours."""
     structures = result.protocol.structures
-    return [(n, tuple(structures[n].color)) for n in CONTOURED if n in structures]
+    present = {r for r, seg in result.resolution.segment_for_role.items() if seg is not None} | set(result.volumes)
+    return [(n, tuple(structures[n].color)) for n in CONTOURED if n in structures and n in present]
 
 
 def volume_rows(result: ReviewResult) -> List[Tuple[str, str, str]]:

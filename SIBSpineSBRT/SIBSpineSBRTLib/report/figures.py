@@ -30,6 +30,19 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _dose_colour_bar(fig, lo: float, hi: float) -> None:
+    """A vertical colour bar at the right edge: the wash's dose scale in Gy (transparent below ``lo``)."""
+    bar = fig.add_axes((0.91, 0.6, 0.025, 0.3))  # top right: clear of the direction labels and scale bar
+    bar.imshow(np.linspace(1, 0, 128)[:, None], cmap="jet", aspect="auto", extent=(0, 1, lo, hi), alpha=0.8)
+    bar.set_xticks([])
+    bar.yaxis.tick_left()
+    bar.set_yticks([lo, (lo + hi) / 2, hi])
+    bar.set_yticklabels([f"{lo:g}", f"{(lo + hi) / 2:g}", f"{hi:g} Gy"], color="white", fontsize=6.5)
+    bar.tick_params(colors="white", length=2, pad=1)
+    for spine in bar.spines.values():
+        spine.set_color("white")
+
+
 def slice_png(
     ct: np.ndarray,
     extent_mm: Tuple[float, float],
@@ -41,6 +54,7 @@ def slice_png(
     isodoses: Sequence[Tuple[float, str]] = (),
     overlay: Optional[np.ndarray] = None,
     overlay_opacity: float = 0.5,
+    mark_centre: bool = False,
 ) -> bytes:
     """One slice: CT (window ``CT_WINDOW``), optional MR overlay or dose colour-wash (doses below
     ``dose_range[0]`` transparent), isodose lines and structure outlines. ``labels``: the patient
@@ -78,6 +92,7 @@ def slice_png(
         for level, color in isodoses:
             if np.nanmax(dose) >= level:
                 ax.contour(*grid, np.nan_to_num(dose), levels=[level], colors=[color], linewidths=1.2, linestyles="--")
+        _dose_colour_bar(fig, lo, hi)
     for _name, mask, color in contours:
         if mask.any() and not mask.all():
             ax.contour(*grid, mask.astype(float), levels=[0.5], colors=[color], linewidths=1.6)
@@ -88,6 +103,9 @@ def slice_png(
     ax.text(w / 2, h - 4, labels[3], ha="center", va="bottom", **style)
     if title:
         ax.text(4, 4, title, ha="left", va="top", color="white", fontsize=8)
+    if mark_centre:  # the point the slice was placed on (a hot spot)
+        ax.plot([w / 2], [h / 2], marker="+", markersize=16, markeredgewidth=2, color="white")
+        ax.plot([w / 2], [h / 2], marker="o", markersize=11, fillstyle="none", markeredgewidth=1.2, color="black")
     ax.plot([w - 14, w - 4], [h - 10, h - 10], color="white", linewidth=2)  # 10 mm scale bar
     ax.text(w - 9, h - 12, "10 mm", color="white", fontsize=7, ha="center", va="bottom")
     ax.set_xlim(0, w)

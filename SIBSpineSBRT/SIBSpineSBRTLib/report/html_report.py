@@ -86,7 +86,32 @@ def make_images(result: ReviewResult, ct: Optional[ImageInput], mr: Optional[Ima
         if orientation == "axial" and mr is not None:
             mr2d = sample_image(mr.array, mr.geometry, plane, mr.to_image_ras)
             images["axial_fusion"] = figures.slice_png(ct2d, plane.extent_mm, "", labels, outlines, overlay=mr2d)
+    hot = content.hot_spot_structure(result)
+    spot = _hot_spot(structures.get(hot), dose) if hot else None
+    if spot is not None:
+        for orientation, labels in (("axial", ("R", "L", "A", "P")), ("sagittal", ("A", "P", "S", "I"))):
+            plane = plane_through(spot, orientation, half_mm, half_mm)
+            ct2d = sample_image(ct.array, ct.geometry, plane, ct.to_image_ras, fill=-1000)
+            outlines = [
+                (n, sample_mask(structures[n], plane), colors.get(n, (1, 1, 1))) for n in CONTOURED if n in structures
+            ]
+            d2d = sample_dose(dose, plane)
+            images[f"{orientation}_hotspot"] = figures.slice_png(
+                ct2d, plane.extent_mm, "", labels, outlines, d2d, (0.5 * rx, 1.6 * rx), iso, mark_centre=True
+            )
     return images
+
+
+def _hot_spot(mask, dose) -> Optional[np.ndarray]:
+    """RAS of the voxel of ``mask`` with the highest dose (None without a mask or a dose)."""
+    if mask is None or dose is None or not hasattr(mask, "array") or mask.is_empty:
+        return None
+    kji = np.argwhere(mask.array)
+    ras = mask.geometry.ijk_to_ras_points(kji[:, ::-1].astype(float))
+    values, inside = dose.sample(ras)
+    if not inside.any():
+        return None
+    return ras[int(np.argmax(np.where(inside, values, -np.inf)))]
 
 
 def _trial_section(result: ReviewResult, images: Dict[str, bytes]) -> str:

@@ -3,8 +3,11 @@
 ``OutputFolder(out, inputs)`` refuses an output folder or file that is one of the inputs, lies inside a
 DICOM input folder, or is an existing file where a folder is needed. Files are written into a staging folder
 beside ``out`` (same file system) and moved into ``out`` only when every one is complete, ``metrics.json``
-last; on any failure the staging folder is removed and ``out`` is left exactly as it was. ``metrics.json``
-carries the sha256 of every input file, so a reader can tell which inputs it belongs to.
+last; on any failure the staging folder is removed and ``out`` is left exactly as it was. Files a run owns
+(``owned``, e.g. ``REVIEW_OUTPUTS``) that an earlier run left and this run did not write (the report of an
+earlier run made without ``--no-report``) are removed when the new files are published, so that nothing in
+``out`` looks like a result of this run that is not. ``metrics.json`` carries the sha256 of every input file,
+so a reader can tell which inputs it belongs to.
 """
 
 from __future__ import annotations
@@ -17,6 +20,16 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Union
 
 PathLike = Union[str, Path]
+
+#: Every file a review writes into its output folder (relative paths).
+REVIEW_OUTPUTS = (
+    "metrics.json",
+    "metrics.csv",
+    "report.html",
+    "report.pdf",
+    "review.mrb",
+    "whatif_normalised/metrics.json",
+)
 
 
 class OutputError(ValueError):
@@ -84,9 +97,10 @@ class OutputFolder:
 
     LAST = "metrics.json"
 
-    def __init__(self, out: PathLike, inputs: Iterable[Optional[PathLike]] = ()) -> None:
+    def __init__(self, out: PathLike, inputs: Iterable[Optional[PathLike]] = (), owned: Iterable[str] = ()) -> None:
         self.out = Path(out)
         self.inputs = [i for i in inputs if i]
+        self.owned = [str(n) for n in owned]
         check_not_an_input(self.out, self.inputs)
         if self.out.exists() and not self.out.is_dir():
             raise OutputError(f"--out {out} is an existing file; give a folder for the outputs.")
@@ -123,8 +137,17 @@ class OutputFolder:
         staged.sort(key=lambda p: p.name == self.LAST and p.parent == self.path)  # metrics.json last
         backup = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.previous-", dir=_resolved(self.out).parent))
         moved: List[tuple] = []  # (dest, backup copy or None)
+        written = {f.relative_to(self.path).as_posix() for f in staged}
         try:
             self.out.mkdir(parents=True, exist_ok=True)
+            for rel in self.owned:  # an earlier run's file that this run does not write: never left looking current
+                dest = self.out / rel
+                if rel in written or not dest.is_file():
+                    continue
+                saved = backup / rel
+                saved.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(dest, saved)
+                moved.append((dest, saved))
             for f in staged:
                 rel = f.relative_to(self.path)
                 dest = self.out / rel
@@ -138,7 +161,7 @@ class OutputFolder:
                     os.replace(dest, saved)
                 moved.append((dest, saved))
                 os.replace(f, dest)
-            self.published = [d for d, _ in moved]
+            self.published = [self.out / f.relative_to(self.path) for f in staged]
         except (OSError, OutputError) as exc:
             for dest, saved in reversed(moved):  # roll back: the folder as it was
                 try:

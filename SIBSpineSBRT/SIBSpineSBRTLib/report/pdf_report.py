@@ -280,15 +280,19 @@ def build_pdf(
             pdf.cell(pdf.get_string_width(name) + 6, 5, name)
         pdf.ln(7)
         width, gap = 88, 6
-        top = pdf.get_y()
-        for n, (key, caption) in enumerate(figures):
-            x = pdf.l_margin + n * (width + gap)
-            info = pdf.image(io.BytesIO(images[key]), x=x, y=top, w=width, alt_text=caption)
-            pdf.set_xy(x, top + info.rendered_height + 1)
-            pdf.set_font(FONT, "", 7.5)
-            pdf.set_text_color(*GREY_TEXT)
-            pdf.multi_cell(width, 3.5, caption)
-        pdf.set_y(top + width + 14)
+        for start in range(0, len(figures), 3):  # three to a row, a page each two rows
+            if start and start % 6 == 0:
+                pdf.add_page()
+            keep_room(width + 16)
+            top = pdf.get_y()
+            for n, (key, caption) in enumerate(figures[start : start + 3]):
+                x = pdf.l_margin + n * (width + gap)
+                info = pdf.image(io.BytesIO(images[key]), x=x, y=top, w=width, alt_text=caption)
+                pdf.set_xy(x, top + info.rendered_height + 1)
+                pdf.set_font(FONT, "", 7.5)
+                pdf.set_text_color(*GREY_TEXT)
+                pdf.multi_cell(width, 3.5, caption)
+            pdf.set_y(top + width + 14)
     heading("Planning volumes")
     volumes = content.volume_rows(result)
     if volumes:
@@ -300,7 +304,7 @@ def build_pdf(
                 recipes.row(row, style=plain)
     for problem in content.volume_problems(result):
         small(f"\u2022 {problem}", 9)
-    keep_room(45)
+    keep_room(60)
     heading(content.SIGNOFF_HEADING)
     pdf.set_font(FONT, "", 9)
     pdf.set_text_color(29, 36, 48)
