@@ -113,12 +113,49 @@ def prescription_text(protocol: Protocol) -> str:
 def header_rows(result: ReviewResult, patient_label: Optional[str] = None) -> List[Tuple[str, str]]:
     p = result.protocol
     rows = [("Patient", patient_label)] if patient_label else []
-    return rows + [
+    rows = rows + [
         ("Case", result.case),
-        ("Level", result.level),
+        ("Level", result.level + _level_source(result)),
         ("Protocol", p.name),
-        ("Prescription", prescription_text(p)),
+        ("Prescription", prescription_text(p) + "; SIB: GTV escalated to 40-45 Gy (GTV D50% >= 42 Gy optimal)"),
     ]
+    return rows + identity_rows(result.identity)
+
+
+def _level_source(result: ReviewResult) -> str:
+    source = (result.identity or {}).get("level_source", "")
+    return f" (from the {source.split('(')[-1].rstrip(')')})" if "RTPLAN" in source else ""
+
+
+def _when(o: dict) -> str:
+    d, t = o.get("date", ""), o.get("time", "")
+    date = f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 else d
+    return f"{date} {t[:2]}:{t[2:4]}".strip() if len(t) >= 4 else date
+
+
+def _system(o: dict) -> str:
+    parts = [o.get("manufacturer", ""), o.get("model", ""), o.get("software_versions", "")]
+    return " ".join(x for x in parts if x)
+
+
+def identity_rows(identity: dict) -> List[Tuple[str, str]]:
+    """Which plan, dose, structure set and CT were reviewed (DICOM reviews): label, date, UID, system."""
+    rows = []
+    plan, dose, structures, ct = ((identity or {}).get(k) for k in ("rtplan", "rtdose", "rtstruct", "ct"))
+    if plan:
+        written = (plan.get("prescription") or {}).get("as_written", "")
+        rows.append(("Plan", "; ".join(x for x in (plan.get("label"), _when(plan), written, _system(plan)) if x)))
+        if plan.get("sop_instance_uid"):
+            rows.append(("Plan UID", plan["sop_instance_uid"]))
+    if dose:
+        grid = " x ".join(f"{v:g}" for v in dose.get("grid_spacing_mm", [])) + " mm grid"
+        rows.append(("Dose", "; ".join(x for x in (dose.get("label"), _when(dose), grid, _system(dose)) if x)))
+        rows.append(("Dose UID", dose.get("sop_instance_uid", "")))
+    if structures:
+        rows.append(("Structure set", "; ".join(x for x in (structures.get("label"), _when(structures)) if x)))
+    if ct:
+        rows.append(("CT", f"{ct.get('label', '')}; {ct.get('slices', '?')} slices; series {ct.get('series_uid', '')}"))
+    return rows
 
 
 # -- the verdict ------------------------------------------------------------------------------------------------

@@ -16,7 +16,11 @@ Schema (format "sibspine-metrics/2")::
                "radiobiology": {"alpha_beta_gy", "bed_gy", "eqd2_gy"} | null,
                "crosscheck": {"engine", "value", "difference", "flagged", "used"} | null}],
      "volumes": {"PTV": {"volume_cc": float, "recipe": str}, ...},
-     "messages": [str], "input_files": {path: sha256},
+     "messages": [str],
+     "inputs": {"ct", "rtstruct", "rtdose", "rtplan": {"kind", "sop_class", "sop_class_uid", "sop_instance_uid",
+                "series_uid", "label", "date", "time", "manufacturer", "model", "software_versions", "sha256",
+                ...} | null, "mr": [...], "level_source": str},   # a DICOM review; {} otherwise
+     "input_files": {path: sha256},
      "signoff": {"reviewer", "decision": "approve"|"approve-with-comments"|"reject", "comments", "date"} | null,
      "software": {"name": "SIBSpineSBRT", "version": str}}
 
@@ -113,6 +117,7 @@ def metrics_dict(result: ReviewResult, input_files: Optional[Mapping[str, str]] 
             for name, v in sorted(result.volumes.items())
         },
         "messages": list(result.messages),
+        "inputs": dict(result.identity),
         "input_files": dict(input_files or {}),
         "signoff": None if result.signoff is None else result.signoff.as_dict(),
         "software": {"name": "SIBSpineSBRT", "version": __version__},

@@ -11,6 +11,7 @@ from ..caseio.case_loader import FRAME_ATTRIBUTE
 from ..dose.grid import DoseError
 from ..protocol.model import Protocol, ProtocolError, level_from_text, normalise_level
 from .pipeline import ReviewResult, review_case
+from .planning_volumes import contour_structures
 
 
 def case_level(case, level: Optional[str]) -> str:
@@ -63,6 +64,9 @@ def review_dicom_case(
     """Review a loaded case; the RTPLAN's fractionation and prescription, when they differ from the protocol's,
     stop a pass (``pipeline._plan_problems``)."""
     data = with_plan_prescription(case.case_input(case_level(case, level), name), case)
+    # one geometry per source: the RTSTRUCT's ROIs are reviewed on their contours, as ``sibspine dvh --rtstruct``
+    data.contours, contour_notes = contour_structures(getattr(case, "contours", None) or {}, set(data.masks))
+    case.messages.extend(m for m in contour_notes if m not in case.messages)
     if getattr(case, "prescription", None) is None:
         case.messages.append(
             f"No RTPLAN was read, so the plan's fractionation and prescription were not checked against protocol "
@@ -76,6 +80,10 @@ def review_dicom_case(
         if path is None or str(path) in str(exc):
             raise
         raise DoseError(f"{path}: {exc}") from None
-    notes = list(case.messages)
+    from ..caseio.identity import case_identity, dose_grid_warnings
+
+    source = "given" if level else "RTPLAN label"
+    result.identity = case_identity(case, level_source=f"{result.level} ({source})")
+    notes = list(case.messages) + dose_grid_warnings(result.identity)
     result.messages = notes + [m for m in result.messages if m not in notes]
     return result
