@@ -17,6 +17,7 @@ from slicer.ScriptedLoadableModule import *
 from slicer.util import VTKObservationMixin
 
 from SIBSpineSBRTLib.protocol.model import DEFAULT_PROTOCOL, available_protocols, level_choices
+from SIBSpineSBRTLib.review.readiness import BUILD as _BUILD
 from SIBSpineSBRTLib.review.readiness import REPORT as _REPORT
 from SIBSpineSBRTLib.review.readiness import RTSTRUCT as _RTSTRUCT
 
@@ -242,11 +243,13 @@ class SIBSpineSBRTWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._progress(1.0)
 
     def onBuildVolumes(self) -> None:
+        self._ensurePackages(_BUILD)  # shapely for contour-exact margins; declined: the cube rule, said in the recipe
         with slicer.util.tryWithErrorDisplay(_("Building the planning volumes failed."), waitCursor=True):
             messages = self.logic.buildVolumes(self._parameterNode)
             self.ui.messagesLabel.text = "\n".join(messages)
 
     def onEvaluate(self) -> None:
+        self._ensurePackages(_BUILD)  # as for Build: the evaluation builds the planning volumes too
         try:
             with slicer.util.tryWithErrorDisplay(_("Plan evaluation failed."), waitCursor=True):
                 self._progress(0.1, _("Evaluating"))

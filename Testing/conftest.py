@@ -37,3 +37,38 @@ def thoracic_case():
     from SIBSpineSBRTLib.review.demo import build_teaching_case
 
     return build_teaching_case("thoracic", "pass")
+
+
+# -- the bad-input suite's case count, printed at the end of a run that collected it -------------------------
+
+BAD_INPUTS = "test_bad_inputs.py"
+
+
+def _bad_input_case(nodeid: str) -> bool:
+    return nodeid.split("::")[0].endswith(BAD_INPUTS) and "[" in nodeid
+
+
+def pytest_collection_finish(session):
+    session.config._bad_input_cases = [i.nodeid for i in session.items if _bad_input_case(i.nodeid)]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    from collections import Counter
+
+    cases = getattr(config, "_bad_input_cases", None)
+    if not cases:
+        return
+    families = Counter(n.split("::")[1].split("[")[0].replace("test_", "") for n in cases)
+    outcomes = Counter()
+    for outcome in ("passed", "failed", "xfailed", "xpassed", "skipped", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if _bad_input_case(getattr(report, "nodeid", "")) and getattr(report, "when", "call") in ("call", "setup"):
+                if outcome != "passed" or report.when == "call":
+                    outcomes[outcome] += 1
+    terminalreporter.write_sep(
+        "-",
+        f"bad-input suite ({BAD_INPUTS}): {len(cases)} cases ("
+        + ", ".join(f"{k} {v}" for k, v in families.items())
+        + "): "
+        + ", ".join(f"{v} {k}" for k, v in outcomes.items() if v),
+    )

@@ -152,11 +152,12 @@ def test_review_from_files_matches_the_demo(demo_run, tmp_path, thoracic_case):
     for a, b in zip(got["rows"], want["rows"]):
         assert a["value"] == pytest.approx(b["value"], abs=2e-3), a  # float32 dose file vs in-memory float64
 
-    # The same files without the dose unit: refused, exit 2, the fix named.
+    # The same files without the dose unit: refused before any work, exit 2, the fix named; the earlier
+    # run's outputs are left exactly as they were.
+    before = (out / "metrics.json").read_bytes()
     proc = run(*args)
-    assert proc.returncode == 2
-    doc = json.loads((out / "metrics.json").read_text())
-    assert doc["verdict"] == "incomplete" and "--dose-unit" in doc["messages"][-1]
+    assert proc.returncode == 2 and "--dose-unit" in proc.stderr
+    assert (out / "metrics.json").read_bytes() == before
 
 
 def test_review_from_files_places_the_mr_three_ways(tmp_path, thoracic_case):

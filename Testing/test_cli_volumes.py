@@ -152,7 +152,7 @@ def test_missing_role_lists_the_segments_found(case_file, tmp_path):
     assert proc.returncode == 2 and "CTV segment is empty" in proc.stderr, proc.stderr
 
 
-def test_segmentation_without_geometry_is_refused(tmp_path):
+def test_segmentation_without_geometry_is_read_on_its_own_grid(tmp_path):
     import slicer
 
     from SIBSpineSBRTLib.geometry.grid import ImageGeometry
@@ -168,5 +168,6 @@ def test_segmentation_without_geometry_is_refused(tmp_path):
     segs.add_source_segment(node, Mask(np.ones(g.shape, bool), g, "CTV"), "CTV", (1, 0, 0))
     path = storage.save_segmentation(ctx.scene, node, tmp_path / "nogeom.seg.nrrd")
     proc = run("volumes", "--segmentation", path, "--level", "T8", "--out", tmp_path / "z.seg.nrrd")
-    assert proc.returncode == 2 and "has no reference geometry" in proc.stderr, proc.stderr
+    assert "no reference geometry: the segments are read on the file's own grid" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and "Planning volumes not built" in proc.stderr, proc.stderr  # a CTV alone
     assert not (tmp_path / "z.seg.nrrd").exists()

@@ -52,8 +52,15 @@ def test_read_back_equals_what_was_written(exported, thoracic_case):
 
 @pytest.mark.parametrize("name", ["cervical", "thoracic", "lumbar", "sacrum"])
 def test_review_of_each_phantom_export_matches_in_memory(name, tmp_path, protocol):
-    """``sibspine review --dicom`` on each phantom's DICOM export (level read from the RTPLAN label) gives the
-    in-memory review's metrics within 0.05 Gy, row by row."""
+    """``sibspine review --dicom`` on each phantom's DICOM export (level read from the RTPLAN label) judges the
+    exported contours themselves (one geometry per source): the rows of contoured structures equal the contour
+    engine's DVH of the same RTSTRUCT (as ``dvh --rtstruct``) within 0.01 Gy and stay within max(0.3 Gy, 2%) of
+    the in-memory review of the voxel masks the contours were drawn from; the planning volumes, grown exactly on
+    the contours rather than on the voxel staircase (about 4% smaller for the cord PRV), within max(0.7 Gy, 4%)
+    (their exactness is tested analytically in test_contour_margins.py)."""
+    from SIBSpineSBRTLib.caseio.rtdose import read_rtdose
+    from SIBSpineSBRTLib.caseio.rtstruct_read import read_rtstruct
+    from SIBSpineSBRTLib.dose.dvh import compute_dvh
     from SIBSpineSBRTLib.dose.grid import DoseGrid
     from SIBSpineSBRTLib.geometry.masks import Mask
     from SIBSpineSBRTLib.report.metrics_json import metrics_dict
@@ -73,11 +80,17 @@ def test_review_of_each_phantom_export_matches_in_memory(name, tmp_path, protoco
         text=True,
     )
     b = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert proc.returncode == {"pass": 0, "fail": 1}.get(a["verdict"], 2), proc.stderr
+    assert proc.returncode == {"pass": 0, "fail": 1}.get(b["verdict"], 2), proc.stderr
     assert b["level"] == case.level and b["verdict"] == a["verdict"]
-    assert [(r["structure"], r["metric"], r["status"]) for r in a["rows"]] == [
-        (r["structure"], r["metric"], r["status"]) for r in b["rows"]
-    ]
+    assert [(r["structure"], r["metric"]) for r in a["rows"]] == [(r["structure"], r["metric"]) for r in b["rows"]]
+    derived = {n for n, spec in protocol.structures.items() if spec.derived}
     for x, y in zip(a["rows"], b["rows"]):
         if x["value"] is not None:
-            assert y["value"] == pytest.approx(x["value"], abs=0.05), x
+            gy, rel = (0.7, 0.04) if x["structure"] in derived else (0.3, 0.02)
+            assert y["value"] == pytest.approx(x["value"], abs=max(gy, rel * abs(x["value"]))), x
+    rtdose = read_rtdose(next(Path(folder).rglob("RTDOSE*.dcm"))).to_dose_grid()
+    rois = {r.name: r for r in read_rtstruct(next(Path(folder).rglob("RTSTRUCT*.dcm"))).rois}
+    for y in b["rows"]:
+        if y["value"] is not None and y["structure"] in rois:
+            truth = compute_dvh(rois[y["structure"]].to_contour_structure(), rtdose).metric(y["metric"])
+            assert y["value"] == pytest.approx(truth, abs=0.01), y

@@ -124,7 +124,9 @@ def test_dose_in_cgy_read_as_gy_is_refused(exported, tmp_path):
 
 
 def test_ct_ending_halfway_through_the_target(exported, tmp_path):
-    """A CT series cut mid-target: the review is not a pass, and ``volumes`` writes nothing."""
+    """A CT series cut mid-target: the structure set references the missing slices, so the review is refused
+    naming how many, and ``volumes`` writes nothing. (A CT and segmentation that end mid-target without such
+    references are tested in test_false_pass.py: the target rows are not evaluable.)"""
     case = copy_case(exported, tmp_path / "case")
     rs = pydicom.dcmread(case / "RTSTRUCT.dcm")
     gtv = next(r.ROINumber for r in rs.StructureSetROISequence if r.ROIName == "GTV")
@@ -137,11 +139,12 @@ def test_ct_ending_halfway_through_the_target(exported, tmp_path):
             removed += 1
     assert removed > 5
     proc, doc = review(case, tmp_path / "out", "--level", "T8")
-    assert proc.returncode == 2 and doc["verdict"] != "pass", proc.stdout
-    assert any("cut by the CT or segmentation extent" in r["message"] for r in doc["rows"] if r["structure"] == "GTV")
+    # the structure set references CT images that are not there: refused before anything is judged
+    assert proc.returncode == 2 and doc is None and "Traceback" not in proc.stderr
+    assert f"{removed} of the" in proc.stderr and "missing from the case folder" in proc.stderr
     out = tmp_path / "volumes.dcm"
     proc = run("volumes", "--dicom", case, "--level", "T8", "--out", out)
-    assert proc.returncode == 2 and "cut" in proc.stderr and not out.exists()
+    assert proc.returncode == 2 and "missing from the case folder" in proc.stderr and not out.exists()
 
 
 @pytest.mark.parametrize(

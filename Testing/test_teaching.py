@@ -303,4 +303,4 @@ def test_steps_give_exactly_the_demo_review(scene, protocol):
     text = " ".join(" ".join(page.extract_text() for page in reader.pages).split())
     assert "Verdict: PASS" in text and session.data.name in text
     assert "Axial MR over the CT" in text  # the fusion image, through the registration
-    assert len([im for page in reader.pages for im in page.images]) == 4
+    assert len([im for page in reader.pages for im in page.images]) == 7  # DVH, trial ranges, 5 slices

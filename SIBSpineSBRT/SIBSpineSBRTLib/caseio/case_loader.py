@@ -12,8 +12,13 @@ How the pieces are chosen (an ambiguity is an error that names the candidates, n
 
 * structure set: the only RTSTRUCT, or the one whose SOP Instance UID is given;
 * planning image: the series the structure set references, else the only CT series, or the one given;
-* dose: the only RTDOSE whose Dose Summation Type is PLAN (or the one given); per-beam or per-fraction
-  doses alone are refused (the review needs the plan dose);
+  every image a contour references (Contour Image Sequence) must be one of its slices, and the series the
+  structure set references must be it (``check_referenced_images``): a truncated or other CT is an error
+  naming how many referenced images are missing and which series they belong to;
+* dose: the only RTDOSE whose Dose Summation Type is PLAN (or the one given); else per-beam (BEAM) doses that
+  are exactly the beams of the RTPLAN they reference, on one grid, summed (a subset, an unknown plan or
+  another grid is refused, naming the missing beams); per-fraction doses, and beam doses alone, are refused
+  (the review needs the plan dose);
 * plan: the RTPLAN the dose references, else the only RTPLAN.
 
 Every ROI of the structure set becomes its own segment, named as drawn and tagged with its ROI number; ROIs
@@ -46,7 +51,7 @@ from .errors import (
     MissingSeriesError,
     RTDoseError,
 )
-from .rtdose import RTDose, read_rtdose
+from .rtdose import RTDose, read_rtdose, sum_rtdoses
 from .rtplan import Prescription, read_rtplan
 from .rtstruct_read import RoiContours, StructureSet, read_rtstruct, roi_keys, structure_set_masks
 
@@ -80,6 +85,7 @@ class DicomCase:
     scan: Optional[DicomScan] = None
     messages: List[str] = field(default_factory=list)
     dose_problem: str = ""
+    plan_problem: str = ""  # an RTPLAN is in the folder but its fractionation could not be read: no pass
 
     def case_nodes(self):
         """The ``mrml.case.CaseNodes`` the review code takes (first MR only)."""
@@ -212,10 +218,201 @@ def choose_ct_and_structures(scan: DicomScan, ct_series_uid: Optional[str], stru
         }
         for frame in sorted(frames) or [""]:
             _check_frame("structure set", structure_set.path, frame, ct)
+        check_referenced_images(scan, structure_set, ct)
     return ss_file, structure_set, planning, ct
 
 
-def _choose_dose(scan: DicomScan, uid: Optional[str]) -> Optional[DicomFile]:
+def _series_of_references(structure_set: StructureSet) -> Dict[str, str]:
+    """SOP Instance UID -> Series Instance UID of the images the structure set lists per referenced series."""
+    out: Dict[str, str] = {}
+    for fr in getattr(structure_set.dataset, "ReferencedFrameOfReferenceSequence", None) or []:
+        for st in getattr(fr, "RTReferencedStudySequence", None) or []:
+            for se in getattr(st, "RTReferencedSeriesSequence", None) or []:
+                series = str(getattr(se, "SeriesInstanceUID", "") or "")
+                for ci in getattr(se, "ContourImageSequence", None) or []:
+                    out[str(getattr(ci, "ReferencedSOPInstanceUID", "") or "")] = series
+    return out
+
+
+def check_referenced_images(scan: DicomScan, structure_set: StructureSet, ct: ImageSeries) -> None:
+    """MissingSeriesError unless every image a contour references (Contour Image Sequence) is a slice of the
+    planning CT, and the series the structure set references (when it names any) is the planning CT's. A
+    structure set on images that are not there cannot be placed on the CT: the message says how many are
+    missing and which series they belong to, rather than every structure being blamed for it."""
+    where = structure_set.path or "The RTSTRUCT"
+    referenced = {
+        uid for roi in structure_set.rois + structure_set.refused for c in roi.contours for uid in c.referenced_sop_uids
+    }
+    referenced.discard("")
+    series_named = [s for s in structure_set.referenced_series_uids if s]
+    used = f"{ct.label()} (Series Instance UID {ct.series_uid}, {len(ct.slice_sop_uids)} image(s))"
+    missing = referenced - set(ct.slice_sop_uids)
+    if missing:
+        listed = _series_of_references(structure_set)
+        elsewhere: Dict[str, int] = {}
+        for series in scan.series.values():
+            if series.series_uid != ct.series_uid:
+                count = sum(f.sop_instance_uid in missing for f in series.files)
+                if count:
+                    elsewhere[series.label() + f" (Series Instance UID {series.series_uid})"] = count
+        absent = len(missing) - sum(elsewhere.values())
+        home = sorted({listed[u] for u in missing if listed.get(u)}) or series_named
+        parts = []
+        if absent:
+            if home == [ct.series_uid]:
+                series = "the planning CT's own series, which is incomplete in the folder"
+            else:
+                series = f"series {', '.join(home)}" if home else "a series the structure set does not name"
+            parts.append(
+                f"{absent} of the {len(referenced)} CT images its contours reference are missing from the case folder "
+                f"(they belong to {series}; the folder holds {len(referenced) - len(missing)} of them)"
+            )
+        for label, count in elsewhere.items():
+            parts.append(f"{count} of them are images of {label}, not of the planning CT")
+        raise MissingSeriesError(
+            f"{where}: {'; '.join(parts)}. The planning CT used is {used}. The structures cannot be placed on a CT "
+            "that lacks the images they were drawn on: export the complete planning CT series the structure set "
+            "references into the case folder."
+        )
+    if series_named and ct.series_uid not in series_named:
+        raise MissingSeriesError(
+            f"{where}: it references series {', '.join(series_named)}, but the planning CT used is {used}, another "
+            "series. Export the planning CT series the structure set references into the case folder (or the "
+            "structure set drawn on this CT)."
+        )
+
+
+@dataclass
+class BeamDoseFiles:
+    """A plan's per-beam RTDOSE files (Dose Summation Type BEAM), exactly the beams of the plan they reference:
+    the plan dose is their sum (``_read_dose``)."""
+
+    files: List[DicomFile]
+    beams: List[int]  # the beam number of each file
+    plan: DicomFile
+
+    @property
+    def path(self):
+        return self.files[0].path
+
+    @property
+    def frame_of_reference_uid(self) -> str:
+        return self.files[0].frame_of_reference_uid
+
+
+def _first(ds, name: str):
+    seq = getattr(ds, name, None) if ds is not None else None
+    return seq[0] if seq is not None and len(seq) else None
+
+
+def _numbers_text(numbers) -> str:
+    return ", ".join(str(n) for n in sorted(numbers))
+
+
+def _plan_beam_numbers(plan: DicomFile, group: Optional[int]) -> List[int]:
+    """The beams of the plan's fraction group ``group`` (or of its only group), else of its BeamSequence."""
+    groups = list(getattr(plan.header, "FractionGroupSequence", None) or [])
+    if group is not None:
+        groups = [g for g in groups if getattr(g, "FractionGroupNumber", None) == group] or groups
+    beams = []
+    if len(groups) == 1:
+        beams = [int(b.ReferencedBeamNumber) for b in getattr(groups[0], "ReferencedBeamSequence", None) or []]
+    if not beams:
+        beams = [
+            int(b.BeamNumber)
+            for b in getattr(plan.header, "BeamSequence", None) or []
+            if str(getattr(b, "TreatmentDeliveryType", "TREATMENT") or "TREATMENT").upper() != "SETUP"
+        ]
+    return beams
+
+
+def _beam_doses(scan: DicomScan, files: List[DicomFile]) -> BeamDoseFiles:
+    """``files`` (all BEAM doses) when they are exactly the beams of the one RTPLAN they reference, on one frame of
+    reference; else RTDoseError saying what is missing or wrong."""
+    refused = "Beam doses are summed only when they are every beam of their plan; beam doses alone are refused."
+    fix = "Export the missing beam doses, or the plan's total dose (Dose Summation Type PLAN), into the case folder."
+    plan_uids, groups, beams = set(), set(), {}
+    for f in files:
+        plan_ref = _first(f.header, "ReferencedRTPlanSequence")
+        group_ref = _first(plan_ref, "ReferencedFractionGroupSequence")
+        beam_ref = _first(group_ref, "ReferencedBeamSequence")
+        number = getattr(beam_ref, "ReferencedBeamNumber", None) if beam_ref is not None else None
+        plan_uid = str(getattr(plan_ref, "ReferencedSOPInstanceUID", "") or "") if plan_ref is not None else ""
+        if not plan_uid or number is None:
+            raise RTDoseError(
+                f"{f.path}: a BEAM dose that does not name its plan and beam (Referenced RT Plan Sequence > Referenced "
+                f"Fraction Group Sequence > Referenced Beam Sequence), so it cannot be summed. {refused} {fix}"
+            )
+        plan_uids.add(plan_uid)
+        group = getattr(group_ref, "ReferencedFractionGroupNumber", None)
+        groups.add(None if group is None else int(group))
+        beams.setdefault(int(number), []).append(f)
+    if len(plan_uids) > 1:
+        raise RTDoseError(
+            f"{scan.root}: the BEAM doses ({_file_list(files)}) belong to {len(plan_uids)} different plans; they are "
+            f"not summed. {refused} {fix}"
+        )
+    plan_uid = plan_uids.pop()
+    plan = next((p for p in scan.rtplans if p.sop_instance_uid == plan_uid), None)
+    if plan is None:
+        raise RTDoseError(
+            f"{scan.root}: the BEAM doses ({_file_list(files)}) belong to the RTPLAN {plan_uid}, which is not in the "
+            f"case folder, so whether they are all its beams cannot be checked. {refused} Add that RTPLAN, or export "
+            "the plan's total dose."
+        )
+    wanted = _plan_beam_numbers(plan, groups.pop() if len(groups) == 1 else None)
+    if not wanted:
+        raise RTDoseError(
+            f"{plan.path}: the RTPLAN lists no beams (Beam Sequence, Fraction Group Sequence > Referenced Beam "
+            f"Sequence), so the BEAM doses ({_file_list(files)}) cannot be checked against it. {refused} {fix}"
+        )
+    twice = {n: fs for n, fs in beams.items() if len(fs) > 1}
+    if twice:
+        n, fs = sorted(twice.items())[0]
+        raise RTDoseError(f"{scan.root}: beam {n} has {len(fs)} BEAM doses ({_file_list(fs)}). Keep one per beam.")
+    extra = sorted(set(beams) - set(wanted))
+    missing = sorted(set(wanted) - set(beams))
+    label = str(getattr(plan.header, "RTPlanLabel", "") or "").strip()
+    named = f"the RTPLAN {plan.path}" + (f" ('{label}')" if label else "")
+    if extra:
+        raise RTDoseError(
+            f"{scan.root}: the BEAM doses of beams {_numbers_text(extra)} are not beams of {named} (its beams: "
+            f"{_numbers_text(wanted)}). {refused} {fix}"
+        )
+    if missing:
+        raise RTDoseError(
+            f"{scan.root}: the RTDOSE files ({_file_list(files)}) hold BEAM doses of beams {_numbers_text(beams)} of "
+            f"{named}, which has {len(wanted)} beams: beam{'s' if len(missing) > 1 else ''} {_numbers_text(missing)} "
+            f"{'are' if len(missing) > 1 else 'is'} missing. {refused} {fix}"
+        )
+    for f in files:
+        if f.frame_of_reference_uid != files[0].frame_of_reference_uid:
+            raise RTDoseError(
+                f"{f.path} and {files[0].path}, BEAM doses of one plan, lie in different frames of reference: they "
+                "are not summed. Re-export the beam doses."
+            )
+    order = sorted(beams)
+    return BeamDoseFiles([beams[n][0] for n in order], order, plan)
+
+
+def _read_dose(chosen) -> RTDose:
+    """The chosen dose: one RTDOSE, or the sum of a plan's beam doses (``BeamDoseFiles``), said in a message."""
+    if not isinstance(chosen, BeamDoseFiles):
+        return read_rtdose(chosen.path)
+    dose = sum_rtdoses([read_rtdose(f.path) for f in chosen.files], "PLAN")
+    warnings.warn(
+        DicomWarning(
+            f"The plan dose is the sum of the {len(chosen.files)} beam doses (Dose Summation Type BEAM) of every beam "
+            f"of the RTPLAN {chosen.plan.path} (beams {_numbers_text(chosen.beams)}: {_file_list(chosen.files)})."
+        ),
+        stacklevel=2,
+    )
+    return dose
+
+
+def _choose_dose(scan: DicomScan, uid: Optional[str], sum_beams: bool = False):
+    """The plan dose's file; with ``sum_beams``, when the folder holds only BEAM doses that are exactly the beams of
+    their RTPLAN, those (``BeamDoseFiles``)."""
     candidates = [f for f in scan.rtdoses if uid is None or f.sop_instance_uid == uid]
     if uid is not None and not candidates:
         raise MissingSeriesError(f"{scan.root}: no RTDOSE with SOP Instance UID {uid}.")
@@ -229,6 +426,8 @@ def _choose_dose(scan: DicomScan, uid: Optional[str]) -> Optional[DicomFile]:
         return candidates[0]  # Dose Summation Type not stated (it is mandatory): the loader says so
     if len(plans) == 1:
         return plans[0]
+    if not plans and sum_beams and uid is None and all(kind[f.sop_instance_uid] == "BEAM" for f in candidates):
+        return _beam_doses(scan, candidates)
     if not plans:
         types = ", ".join(sorted({kind[f.sop_instance_uid] or "unstated" for f in candidates}))
         raise RTDoseError(
@@ -345,10 +544,10 @@ def load_dicom_case(
 
         dose, dose_problem = None, ""
         try:
-            dose_file = _choose_dose(scan, dose_uid)
+            dose_file = _choose_dose(scan, dose_uid, sum_beams=True)
             if dose_file is not None:
                 _check_frame("dose", dose_file.path, dose_file.frame_of_reference_uid, ct)
-                dose = read_rtdose(dose_file.path)
+                dose = _read_dose(dose_file)
                 if dose.summation_type not in PLAN_SUMMATION_TYPES:
                     messages.append(
                         f"{dose_file.path}: Dose Summation Type is {dose.summation_type or 'not stated'}, not PLAN; it "
@@ -363,16 +562,38 @@ def load_dicom_case(
             dose, dose_problem = None, str(exc)
             messages.append(dose_problem)
 
-        prescription = None
+        prescription, plan_problem = None, ""
         plan_file = _choose_plan(scan, dose, messages)
+        broken_plans = [c for c in scan.corrupt if c.kind == "RTPLAN"]
+        if plan_file is None and broken_plans and not scan.rtplans:
+            plan_problem = (
+                f"The RTPLAN {broken_plans[0].path} could not be read ({broken_plans[0].reason}), so the plan's "
+                "fractionation was not checked. Re-export the plan, or remove it from the folder to review without it."
+            )
+        if plan_file is None and scan.rtplans:
+            plan_problem = (
+                f"The case folder holds {len(scan.rtplans)} RTPLANs and none could be chosen as this dose's plan, so "
+                "its fractionation was not checked. Keep only the reviewed plan in the case folder."
+            )
         if plan_file is not None:
             if plan_file.frame_of_reference_uid:
                 _check_frame("plan", plan_file.path, plan_file.frame_of_reference_uid, ct)
             try:
                 prescription = read_rtplan(plan_file.path)
                 messages.extend(prescription.notes)
+                if prescription.fractions is None:
+                    plan_problem = (
+                        f"{plan_file.path}: the RTPLAN states no number of fractions, so the plan's fractionation "
+                        "could not be checked against the protocol's. Re-export the plan with its fraction group."
+                    )
             except CaseIOError as exc:
                 messages.append(str(exc))
+                plan_problem = (
+                    f"The RTPLAN {plan_file.path} could not be read ({exc}), so the plan's fractionation was not "
+                    "checked. Re-export the plan, or remove it from the folder to review without it."
+                )
+        if plan_problem:
+            messages.append(plan_problem)
 
         mr_series: List[ImageSeries] = []
         if load_mr:
@@ -459,6 +680,7 @@ def load_dicom_case(
         segmentation=seg_node,
         dose=dose_node,
         prescription=prescription,
+        plan_problem=plan_problem,
         structure_set=structure_set,
         rtdose=dose,
         contours=contours,

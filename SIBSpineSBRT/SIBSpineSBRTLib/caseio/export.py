@@ -10,7 +10,7 @@ from typing import Dict, List, Mapping, Optional
 
 from .case_loader import DicomCase, load_dicom_case
 from .errors import ExportError
-from .rtstruct_write import RoiToWrite, default_interpreted_type, write_rtstruct
+from .rtstruct_write import RoiToWrite, contours_from_structure, default_interpreted_type, write_rtstruct
 
 RTSTRUCT_SUFFIXES = (".dcm",)
 SEGMENTATION_SUFFIX = ".seg.nrrd"
@@ -34,6 +34,12 @@ def _mask_and_recipe(volume):
     return mask, str(getattr(volume, "recipe", "") or "")
 
 
+def _polygons(volume, geometry):
+    """The slice polygons of a volume built on contours (its sections on the CT slices), else None (traced)."""
+    on_slices = getattr(volume, "slice_contours", None)
+    return None if on_slices is None else contours_from_structure(on_slices, geometry)
+
+
 def write_planning_volumes(
     case: DicomCase,
     volumes: Mapping[str, object],
@@ -44,7 +50,8 @@ def write_planning_volumes(
     """Write ``volumes`` (name -> ``PlanningVolume`` or ``Mask``, on the CT grid) for ``case``.
 
     * ``out`` ending in ``.dcm``: an RTSTRUCT referencing the planning CT, holding the case's own ROIs copied
-      verbatim (all, or ``keep_source``) followed by the volumes, traced on the CT slices;
+      verbatim (all, or ``keep_source``) followed by the volumes: a volume built on the ROIs' contours as its
+      polygons on the CT slices (smooth, no staircase), a volume built on voxels traced on the CT slices;
     * ``out`` ending in ``.seg.nrrd``: the case's segmentation with the volumes written as derived segments
       (tagged with their recipe), saved in Slicer's format.
     """
@@ -61,6 +68,7 @@ def write_planning_volumes(
                     color=tuple(colors.get(name, (0.5, 0.5, 0.5))),
                     interpreted_type=default_interpreted_type(name),
                     description=recipe,
+                    polygons=_polygons(volume, case.ct_series.geometry),
                 )
             )
         return write_rtstruct(out, case.ct_series, rois, source=case.structure_set, keep_source=keep_source)
@@ -108,7 +116,7 @@ def volumes_from_dicom(
     from ..mrml import segmentations as segs
     from ..mrml.scene import new_scene
     from ..protocol.model import load_protocol
-    from ..review.planning_volumes import plan_volumes
+    from ..review.planning_volumes import contour_structures, plan_volumes
 
     output_kind(out)  # fail before any work on a bad output name
     protocol = protocol if protocol is not None and not isinstance(protocol, str) else load_protocol(protocol)
@@ -120,7 +128,9 @@ def volumes_from_dicom(
             "Export the structure set with the planning CT."
         )
     masks = segs.read_segments(case.segmentation, geometry=case.ct_series.geometry)
-    planned = plan_volumes(protocol, masks, level, role_overrides, ptv_margins, prv_margin_mm)
+    contours, notes = contour_structures(case.contours, set(masks))  # one geometry per source: the ROIs' contours
+    case.messages.extend(notes)
+    planned = plan_volumes(protocol, masks, level, role_overrides, ptv_margins, prv_margin_mm, contours)
     problems = {n: planned.problem_message(protocol, n) for n in planned.problems}
     colors = {n: protocol.structures[n].color for n in planned.volumes if n in protocol.structures}
     path = write_planning_volumes(case, planned.volumes, out, colors) if planned.volumes and not problems else None

@@ -10,14 +10,15 @@
   may decrease (k then runs along -n) but must be evenly spaced.
 * Geometry is converted from DICOM LPS to RAS exactly as for images (see ``dicom_image``), so any patient
   orientation works.
-* Dose Summation Type (PLAN, FRACTION, BEAM, ...) is kept, not acted on: the case loader chooses.
+* Dose Summation Type (PLAN, FRACTION, BEAM, ...) is kept, not acted on: the case loader chooses (and sums a
+  plan's beam doses with ``sum_rtdoses`` when they are all its beams, on one grid).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -166,4 +167,48 @@ def read_rtdose(source) -> RTDose:
         series_uid=str(getattr(ds, "SeriesInstanceUID", "") or ""),
         study_uid=str(getattr(ds, "StudyInstanceUID", "") or ""),
         referenced_plan_uid=ref_plan,
+    )
+
+
+def sum_rtdoses(doses: Sequence[RTDose], summation_type: str = "PLAN") -> RTDose:
+    """The voxel-wise sum of doses on one grid (e.g. a plan's per-beam RTDOSEs), in Gy, as one ``RTDose`` of
+    ``summation_type``. Grids that differ (shape or any voxel centre by more than ``OFFSET_TOLERANCE_MM``),
+    another frame of reference or another dose type are refused (``RTDoseError``): no resampling here."""
+    if not doses:
+        raise ValueError("No dose to sum.")
+    first = doses[0]
+
+    def name(d: RTDose) -> str:
+        return str(d.path) if d.path is not None else f"RTDOSE {d.sop_instance_uid}"
+
+    for d in doses[1:]:
+        if not d.geometry.same_grid(first.geometry, OFFSET_TOLERANCE_MM):
+            raise RTDoseError(
+                f"{name(d)} is on another dose grid ({d.geometry.describe()}) than {name(first)} "
+                f"({first.geometry.describe()}): doses are summed only on one grid. Export the doses on one dose grid, "
+                "or export the plan's total dose."
+            )
+        if d.frame_of_reference_uid != first.frame_of_reference_uid:
+            raise RTDoseError(f"{name(d)} and {name(first)} lie in different frames of reference: they are not summed.")
+        if d.dose_type != first.dose_type:
+            raise RTDoseError(
+                f"{name(d)} is a {d.dose_type or 'unstated'} dose and {name(first)} a {first.dose_type or 'unstated'} "
+                "dose: they are not summed."
+            )
+    total = np.zeros(first.values.shape, np.float64)
+    for d in doses:
+        total += d.values * DOSE_UNITS_TO_GY[d.units]
+    return RTDose(
+        path=first.path,
+        values=total,
+        geometry=first.geometry,
+        units="GY",
+        scaling=1.0,
+        summation_type=summation_type,
+        dose_type=first.dose_type,
+        frame_of_reference_uid=first.frame_of_reference_uid,
+        sop_instance_uid=first.sop_instance_uid,
+        series_uid=first.series_uid,
+        study_uid=first.study_uid,
+        referenced_plan_uid=first.referenced_plan_uid,
     )

@@ -2,7 +2,9 @@
 
 Contours
 --------
-On every CT slice a mask touches, the boundary is traced by marching squares (contourpy, the contour
+A structure built on contours (a planning volume grown from an RTSTRUCT's polygons, ``geometry.contour_margins``)
+is written as its polygons on the CT slices (``contours_from_structure``: no tracing, no staircase). A mask is
+traced: on every CT slice it touches, the boundary is traced by marching squares (contourpy, the contour
 engine of matplotlib) at level 0.5 of the mask's values. For a binary mask the boundary runs through the
 mid-points between inside and outside voxel centres, i.e. on the voxel faces, with the corners of the
 staircase cut diagonally; for a fractional occupancy array (values in [0, 1]) the crossing moves inside the
@@ -95,6 +97,9 @@ class RoiToWrite:
     description: str = ""  # e.g. the recipe; written as ROI Description
     algorithm: str = "AUTOMATIC"
     occupancy: Optional[np.ndarray] = None
+    # slice index k -> closed contours ((N, 3) RAS) on that slice, written as given instead of traced from the
+    # mask: a structure built on contours (``contours_from_structure``); the mask then only checks the grid
+    polygons: Optional[Dict[int, List[np.ndarray]]] = None
 
 
 def default_interpreted_type(name: str) -> str:
@@ -223,6 +228,37 @@ def contours_from_mask(
             rings = area_preserving_offset(rings, int(np.count_nonzero(mask.array[k])))
         if rings:
             out[int(k)] = [g.ijk_to_ras_points(np.column_stack([r, np.full(len(r), float(k))])) for r in rings]
+    return out
+
+
+#: Consecutive points closer than this (mm) are merged before writing (the reader merges 0.001 mm).
+WRITE_POINT_MERGE_MM = 0.002
+
+
+def contours_from_structure(structure, geometry) -> Dict[int, List[np.ndarray]]:
+    """Slice index k -> closed contours as (N, 3) RAS points of a contour structure (``dose.contours``) whose
+    planes lie on ``geometry``'s slices: its polygons as they are (no tracing, no staircase), consecutive points
+    closer than ``WRITE_POINT_MERGE_MM`` and collinear points dropped. A plane off the slices is an ExportError."""
+    u, v, n = structure.basis
+    nk = geometry.shape[0]
+    out: Dict[int, List[np.ndarray]] = {}
+    for plane in structure.planes:
+        for ring in plane.rings:
+            uv = np.asarray(ring, dtype=np.float64)
+            step = np.linalg.norm(np.diff(uv, axis=0, append=uv[:1]), axis=1)
+            uv = uv[step > WRITE_POINT_MERGE_MM] if np.count_nonzero(step > WRITE_POINT_MERGE_MM) >= 3 else uv
+            uv = _drop_collinear(uv, 1e-9)
+            if len(uv) < 3:
+                continue
+            ras = uv[:, :1] * u + uv[:, 1:2] * v + plane.position_mm * n
+            k = geometry.ras_to_ijk_points(ras)[:, 2]
+            kk = int(round(float(k.mean())))
+            if np.max(np.abs(k - kk)) * geometry.spacing[2] > 0.01 or not 0 <= kk < nk:
+                raise ExportError(
+                    f"{structure.name}: its contour at {plane.position_mm:.2f} mm is not on a slice of the planning CT "
+                    f"({geometry.describe()}); an RTSTRUCT for the planning system holds contours on the CT's slices."
+                )
+            out.setdefault(kk, []).append(ras)
     return out
 
 
@@ -376,7 +412,8 @@ def build_rtstruct(
         rc.ROIDisplayColor = [int(round(255 * min(1.0, max(0.0, float(c))))) for c in roi.color]
         rc.ReferencedROINumber = number
         contours = []
-        for k, rings in sorted(contours_from_mask(roi.mask, roi.occupancy).items()):
+        traced = roi.polygons if roi.polygons is not None else contours_from_mask(roi.mask, roi.occupancy)
+        for k, rings in sorted(traced.items()):
             for ring in rings:
                 c = Dataset()
                 ci = Dataset()

@@ -40,6 +40,10 @@ each box's volume over its linear dose range. Plane areas, and so volumes, are e
 not cross themselves; what is rounded is the shape of a piece (a box instead of a trapezoid), a
 second-order effect.
 
+A piece's box can reach a little beyond the piece (a rectangle for a trapezoid), so its linear dose range can
+reach past any dose the structure receives: the DVH is bounded by the exact extremes of the trilinear dose
+over the contours (``ContourStructure.dose_extremes``; ``dvh`` module docstring, "Bounds").
+
 By default (``ContourStructure.dvh`` without a step) the whole pieces of a trapezoid, the columns between
 the inner ends of its two edges, are one box (a rectangle: exact), and each slab is one layer; the DVH
 engine then cuts the boxes on the dose grid's planes where the dose bends, and refines those of the
@@ -312,7 +316,7 @@ class ContourStructure:
 
         With ``step_mm`` the pieces and layers are boxes no larger than it; by default they follow the
         shape at ``default_step_mm`` and are cut where the dose bends, finer in the tails (``dvh`` module
-        docstring, "How a structure is sampled")."""
+        docstring, "How a structure is sampled"). Either way the DVH is bounded by ``dose_extremes``."""
         volume = self.volume_cc
         if volume <= 0:
             raise DoseError(
@@ -323,7 +327,10 @@ class ContourStructure:
             step = float(step_mm)
             sampling = f"planar contours, {step:.3g} mm boxes, {self.end_caps} end caps"
             boxes = self.boxes(dose, step)
-            return dvh_from_boxes(self.name, dose, boxes, volume, sampling=sampling, stacklevel=stacklevel + 1)
+            bounds = self.dose_extremes(dose)
+            return dvh_from_boxes(
+                self.name, dose, boxes, volume, sampling=sampling, stacklevel=stacklevel + 1, bounds=bounds
+            )
         step = self.default_step_mm(dose)
         tail = self.tail_step_mm()
         sampling = f"planar contours, {step:.3g} mm pieces cut where the dose bends, {self.end_caps} end caps"
@@ -335,7 +342,77 @@ class ContourStructure:
             sampling=sampling,
             stacklevel=stacklevel + 1,
             refinement=Refinement((tail, tail, tail)),
+            bounds=self.dose_extremes(dose),
         )
+
+    def dose_extremes(self, dose: DoseGrid) -> Optional[Tuple[float, float]]:
+        """(lowest, highest) trilinear dose over the part of the structure inside ``dose``'s grid, exact (to
+        rounding); None when no part lies inside, or when the contour planes are not planes of the dose grid
+        (oblique to it: then only the grid's least and largest values bound the DVH).
+
+        Along the normal the dose is piecewise linear, bending only on the planes of dose-voxel centres (and
+        constant across the grid's outer half voxel), so over a slab its extremes lie on the slab's end planes
+        or on such a plane inside it. In each of those planes the dose is bilinear in each cell between the
+        node lines (the outer faces included), and a bilinear function has no interior maximum or minimum:
+        the extremes over the region lie at the cell corners inside it or on its contour edges, where between
+        the cell lines an edge crosses the dose is a quadratic in the edge parameter, whose ends and vertex
+        are evaluated."""
+        u_axis, v_axis, n = self.basis
+        geometry = dose.geometry
+        to_index = np.diag(1.0 / np.asarray(geometry.spacing)) @ geometry.direction_matrix.T
+        en, eu, ev = to_index @ n, to_index @ u_axis, to_index @ v_axis
+        c = int(np.argmax(np.abs(en)))
+        ab = [axis for axis in range(3) if axis != c]
+        in_plane = max(float(np.abs(eu).max()), float(np.abs(ev).max()))
+        if np.abs(en[ab]).max() > 1e-9 * abs(en[c]) or max(abs(eu[c]), abs(ev[c])) > 1e-9 * in_plane:
+            return None
+        shift = to_index @ np.asarray(geometry.origin, dtype=np.float64)
+        size = np.array(geometry.shape[::-1])  # voxels along i, j, k
+        lines = [np.unique(np.concatenate([[-0.5], np.arange(m), [m - 0.5]])) for m in size]
+        to_ab = np.stack([eu[ab], ev[ab]])  # (u, v) mm -> in-plane index (a, b)
+        points, levels, pieces = [], [], []
+        for plane in self.planes:
+            if plane.thickness_mm <= 0:
+                continue
+            ends = sorted(
+                float(w * en[c] - shift[c])
+                for w in (plane.position_mm - plane.below_mm, plane.position_mm + plane.above_mm)
+            )
+            k0, k1 = max(ends[0], -0.5), min(ends[1], size[c] - 0.5)
+            if k0 > k1:
+                continue
+            at = np.unique(np.concatenate([[k0, k1], lines[c][(lines[c] > k0) & (lines[c] < k1)]]))
+            offset = plane.position_mm * en[ab] - shift[ab]
+            rings = [np.asarray(r, dtype=np.float64) @ to_ab + offset for r in plane.rings]
+            nodes = _nodes_inside(rings, plane.holes, lines[ab[0]], lines[ab[1]])
+            starts, mids, stops = _edge_pieces(rings, plane.holes, lines[ab[0]], lines[ab[1]], size[ab] - 0.5)
+            for level in at:
+                points.append(nodes)
+                levels.append(np.full(len(nodes), level))
+                pieces.append((starts, mids, stops, level))
+        if not points:
+            return None
+
+        def evaluate(ab_points: np.ndarray, level) -> np.ndarray:
+            ijk = np.empty((len(ab_points), 3))
+            ijk[:, ab] = ab_points
+            ijk[:, c] = level
+            return dose.interpolate_index(ijk)[0]
+
+        values = [evaluate(np.concatenate(points), np.concatenate(levels))]
+        for starts, mids, stops, level in pieces:
+            if len(starts):
+                fa, fm, fb = (evaluate(q, level) for q in (starts, mids, stops))
+                qa, qb = 2.0 * (fa + fb) - 4.0 * fm, 4.0 * fm - 3.0 * fa - fb  # f(s) = qa s^2 + qb s + fa
+                curved = qa != 0
+                s = np.where(curved, -qb / np.where(curved, 2.0 * qa, 1.0), 0.0)  # the vertex, where curved
+                s = np.where((s > 0) & (s < 1), s, 0.0)
+                vertex = fa + s * (qb + s * qa)
+                values.extend([fa, fb, vertex])
+        values = np.concatenate(values)
+        if not len(values):
+            return None
+        return float(values.min()), float(values.max())
 
 
 #: Bands holding a tapering trapezoid (its end widths differ by more than _TIP_RATIO of its mid width) are
@@ -500,3 +577,85 @@ def _pieces(v, h, row, ua, ub, slope_left, slope_right, step_mm: float, merge: b
     r = row[owner]
     height = h[r]
     return uc, v[r] + t_c, area / height, height, r
+
+
+# -- exact dose extremes over the contours (``ContourStructure.dose_extremes``) ------------------------------
+
+
+def _scanline_inside(rings, holes, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Boolean [row, column]: is the point (columns[c], rows[r]) inside the region of ``rings`` ((N, 2) each;
+    even-odd, minus the even-odd region of the rings marked in ``holes``)? Half-open at vertices."""
+    parity = [np.zeros((len(rows), len(columns)), dtype=np.int64) for _ in range(2)]
+    for ring, hole in zip(rings, holes):
+        p = np.asarray(ring, dtype=np.float64)
+        q = np.roll(p, -1, axis=0)
+        lo, hi = np.minimum(p[:, 1], q[:, 1]), np.maximum(p[:, 1], q[:, 1])
+        first = np.searchsorted(rows, lo, side="left")  # rows with lo <= y < hi
+        count = np.maximum(np.searchsorted(rows, hi, side="left") - first, 0)
+        edge = np.repeat(np.arange(len(p)), count)
+        row = first[edge] + np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        t = (rows[row] - p[edge, 1]) / (q[edge, 1] - p[edge, 1])
+        x = p[edge, 0] + t * (q[edge, 0] - p[edge, 0])
+        col = np.searchsorted(columns, x, side="left")  # a crossing at x flips every column >= x
+        flips = np.zeros((len(rows), len(columns) + 1), dtype=np.int64)
+        np.add.at(flips, (row, col), 1)
+        parity[int(bool(hole))] += np.cumsum(flips[:, :-1], axis=1)
+    return (parity[0] % 2 == 1) & (parity[1] % 2 == 0)
+
+
+def _nodes_inside(rings, holes, columns: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(n, 2) points of the lattice ``columns`` x ``rows`` (sorted positions along a and b) inside the
+    region of ``rings`` (``_scanline_inside``), limited to the rings' bounds."""
+    allp = np.concatenate(rings)
+    cols = columns[(columns >= allp[:, 0].min()) & (columns <= allp[:, 0].max())]
+    rws = rows[(rows >= allp[:, 1].min()) & (rows <= allp[:, 1].max())]
+    if not len(cols) or not len(rws):
+        return np.zeros((0, 2))
+    r, k = np.nonzero(_scanline_inside(rings, holes, rws, cols))
+    return np.stack([cols[k], rws[r]], axis=1)
+
+
+def _edge_pieces(rings, holes, columns: np.ndarray, rows: np.ndarray, upper: np.ndarray):
+    """The rings' edges cut where they cross a line of ``columns`` (a) or ``rows`` (b): (starts, midpoints,
+    ends) of the pieces inside the box [-0.5, upper] (each piece lies wholly inside or outside it, as its
+    faces are lines), and, when there are holes, on the region's boundary only."""
+    p = np.concatenate([np.asarray(r, dtype=np.float64) for r in rings])
+    q = np.concatenate([np.roll(np.asarray(r, dtype=np.float64), -1, axis=0) for r in rings])
+    is_hole = np.concatenate([np.full(len(r), bool(h)) for r, h in zip(rings, holes)])
+    edges, ts = [np.arange(len(p))] * 2, [np.zeros(len(p)), np.ones(len(p))]
+    for axis, lines in ((0, columns), (1, rows)):
+        a, b = p[:, axis], q[:, axis]
+        first = np.searchsorted(lines, np.minimum(a, b), side="right")
+        count = np.maximum(np.searchsorted(lines, np.maximum(a, b), side="left") - first, 0)
+        edge = np.repeat(np.arange(len(p)), count)
+        line = lines[first[edge] + np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)]
+        edges.append(edge)
+        ts.append((line - a[edge]) / (b[edge] - a[edge]))
+    edge, t = np.concatenate(edges), np.concatenate(ts)
+    order = np.lexsort((t, edge))
+    edge, t = edge[order], t[order]
+    same = (edge[1:] == edge[:-1]) & (t[1:] > t[:-1])
+    e, t0, t1 = edge[1:][same], t[:-1][same], t[1:][same]
+    d = q[e] - p[e]
+    starts, mids, stops = (p[e] + tt[:, None] * d for tt in (t0, 0.5 * (t0 + t1), t1))
+    keep = np.all((mids >= -0.5) & (mids <= upper), axis=1)
+    if is_hole.any():  # an outer edge inside a hole, or a hole's edge outside the outer rings, bounds nothing
+        outer = [r for r, h in zip(rings, holes) if not h]
+        inner = [r for r, h in zip(rings, holes) if h]
+        keep &= np.where(is_hole[e], _points_inside(outer, mids), ~_points_inside(inner, mids))
+    return starts[keep], mids[keep], stops[keep]
+
+
+def _points_inside(rings, points: np.ndarray) -> np.ndarray:
+    """Even-odd: is each (a, b) point inside ``rings``? (A ray towards +a crosses an odd number of edges.)"""
+    inside = np.zeros(len(points), dtype=bool)
+    for ring in rings:
+        p = np.asarray(ring, dtype=np.float64)
+        q = np.roll(p, -1, axis=0)
+        for s in range(0, len(points), 4096):
+            x, y = points[s : s + 4096, :1], points[s : s + 4096, 1:]
+            spans = (np.minimum(p[:, 1], q[:, 1]) <= y) & (y < np.maximum(p[:, 1], q[:, 1]))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                cross = p[:, 0] + (y - p[:, 1]) * (q[:, 0] - p[:, 0]) / (q[:, 1] - p[:, 1])
+            inside[s : s + 4096] ^= (np.count_nonzero(spans & (cross > x), axis=1) % 2).astype(bool)
+    return inside

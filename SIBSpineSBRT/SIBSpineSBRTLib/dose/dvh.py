@@ -55,10 +55,10 @@ continuous and non-increasing in D. ``Vin`` = V(0) is that volume.
   D = sup{D : V(D) >= x}, so V(D) = x where V is continuous. It is solved on the exact V (to about
   1e-9 Gy), not read from bins. D0% = Dmax, D100% = Dmin. Dxcc with x larger than ``Vin`` is not defined
   (DoseError).
-* ``Dmax`` / ``Dmin``: the top / bottom of V, i.e. the highest / lowest dose of any box's range. Exact for
-  a labelmap in a linear field; in a curved dose the linear extrapolation to a box corner differs from
-  the trilinear field by the box's cross terms (at most 0.02 Gy for the boxes that may hold the extremes,
-  when the grids are parallel).
+* ``Dmax`` / ``Dmin``: the top / bottom of V, i.e. the highest / lowest dose of any box's range, within
+  the bounds below. Exact for a labelmap in a linear field; in a curved dose the linear extrapolation to a
+  box corner differs from the trilinear field by the box's cross terms (at most 0.02 Gy for the boxes that
+  may hold the extremes, when the grids are parallel), and the bounds take the exact corner doses instead.
 * ``Dmean``: volume-weighted mean dose, (1/Vin) * integral of dose over the structure (each box's dose
   range is symmetric about its centre dose; exact for boxes cut on the planes of voxel centres).
 * ``VxGy``: V(x) in cc; ``VxGy%``: 100 V(x) / Vin.
@@ -71,6 +71,20 @@ and the same definitions apply (Dx is the dose of the sample at which the runnin
 Samples whose centre lies outside the dose grid get no dose: the metrics describe the part inside, and
 ``fraction_outside`` says how much was left out (``compute_dvh`` warns when it is not zero). With the
 adaptive sampling the boxes are cut on the grid's faces first, so that is exactly the part outside.
+
+Bounds
+------
+A box's linear model can reach beyond any dose the trilinear field takes: past a hot spot at a dose-grid
+node, or, for a contour box (a rectangle standing in for a piece of a trapezoid), past the structure's
+edge. Every ``DVH`` of boxes is therefore bounded by ``DVH.bounds`` (lowest, highest): no trilinear dose
+lies outside the least and largest values of the dose grid; a labelmap's boxes (exactly the structure) are
+each bounded by the dose at their eight corners when they are parallel to the grid and inside one cell
+(there the dose is multilinear, so its extremes are at the corners), otherwise by the values on the nodes
+of the cells they reach; planar contours are bounded by the exact extremes of the dose over the contours
+(``contours.ContourStructure.dose_extremes``). Dmax and Dmin are the box ranges' top and bottom clamped to
+the bounds (a contour box's centre may itself lie a little outside the structure), every Dx lies between
+them, and V is 0 above Dmax and ``Vin`` at or below Dmin. Where no bound cuts a box's range,
+every value is as without bounds; Dmean, the exact mean of the trilinear dose, is never changed.
 """
 
 from __future__ import annotations
@@ -142,7 +156,10 @@ def parse_metric(name: str) -> MetricSpec:
             "Dmean, Dmax, Dmin, Volume, or DCxcc (critical volume: the highest dose of the coldest x cc)."
         )
     if m.group(1):
-        return MetricSpec(name, "D", float(m.group(2)), m.group(3) == "%")
+        value, relative = float(m.group(2)), m.group(3) == "%"
+        if relative and not 0 <= value <= 100:
+            raise DoseError(f"DVH metric '{name}': Dx% is the dose to x% of the volume, so x must be 0 to 100.")
+        return MetricSpec(name, "D", value, relative)
     if m.group(4):
         return MetricSpec(name, "V", float(m.group(5)), m.group(6) == "%")
     if m.group(8):
@@ -407,6 +424,7 @@ class DVH:
     supersampling: Tuple[int, ...] = (1, 1, 1)
     spreads: Optional[np.ndarray] = None
     sampling: str = ""  # how the structure was sampled, for reports
+    bounds: Optional[Tuple[float, float]] = None  # (lowest, highest) dose the structure can receive, see "Bounds"
 
     def scaled(self, factor: float) -> DVH:
         """The DVH of the same structure under the dose multiplied by ``factor`` (exact: every sample's dose
@@ -414,6 +432,7 @@ class DVH:
         if not np.isfinite(factor) or factor <= 0:
             raise DoseError(f"{self.structure}: a dose scale factor must be a finite number > 0; got {factor}.")
         spreads = None if self.spreads is None else np.asarray(self.spreads) * factor
+        bounds = None if self.bounds is None else (self.bounds[0] * factor, self.bounds[1] * factor)
         return DVH(
             self.structure,
             self.doses * factor,
@@ -423,6 +442,7 @@ class DVH:
             self.supersampling,
             spreads,
             self.sampling,
+            bounds,
         )
 
     def with_outside_at_zero(self) -> DVH:
@@ -446,6 +466,7 @@ class DVH:
             self.supersampling,
             spreads,
             self.sampling + " + outside at 0 Gy",
+            None if self.bounds is None else (0.0, self.bounds[1]),
         )
 
     def __post_init__(self) -> None:
@@ -470,9 +491,15 @@ class DVH:
             raise DoseError(f"{self.structure}: spreads must be (N, 3) half-widths >= 0.")
         boxes = _Boxes(d, a, weights)  # flooring keeps each box's range (module docstring)
         object.__setattr__(self, "_boxes", boxes)
-        object.__setattr__(self, "_max", boxes.top)
+        top, bottom = boxes.top, boxes.bottom
+        if self.bounds is not None:  # the dose cannot reach beyond them, whatever the linear model says
+            low, high = (float(v) for v in self.bounds)
+            top = min(top, high)
+            bottom = min(max(bottom, low), top)
+        object.__setattr__(self, "_cut", (top < boxes.top, bottom > boxes.bottom))
+        object.__setattr__(self, "_max", top)
         # a physical dose is never negative: the spreads' 1e-9 Gy floor must not make Dmin (or a Dx) so
-        object.__setattr__(self, "_min", max(boxes.bottom, 0.0) if d[-1] >= 0 else boxes.bottom)
+        object.__setattr__(self, "_min", max(bottom, 0.0) if d[-1] >= 0 else bottom)
 
     # -- exact V(D) -------------------------------------------------------------------------------------
     @property
@@ -486,7 +513,17 @@ class DVH:
         if self._boxes is None:
             n = np.searchsorted(-self.doses, -levels, side="right")  # samples with dose >= level
             return np.where(n > 0, self.cum_volume_cc[np.maximum(n - 1, 0)], 0.0)
-        return self._boxes.volumes_at(levels)
+        return self._bounded(levels, self._boxes.volumes_at(levels))
+
+    def _bounded(self, levels: np.ndarray, volumes: np.ndarray) -> np.ndarray:
+        """V at ``levels`` with the bounds applied: nothing above Dmax, everything at or above Dmin (only where
+        a bound cut a box's linear range; the volumes are otherwise unchanged)."""
+        cut_top, cut_bottom = self._cut
+        if cut_top:
+            volumes = np.where(levels > self._max, 0.0, volumes)
+        if cut_bottom:
+            volumes = np.where(levels <= self._min, self.evaluated_volume_cc, volumes)
+        return volumes
 
     def volume_at_dose_cc(self, gy: float) -> float:
         """Volume (cc) receiving at least ``gy``: V(gy)."""
@@ -622,7 +659,7 @@ class DVH:
             x = (box_d[:n] - levels[k]) / width[:n] + 0.5
             frac = _cubic_tail(x, *(v[:n] for v in shape), None)
             vol += np.bincount(k, weights=box_w[:n] * frac, minlength=n_levels)
-        return levels, 100.0 * vol / self.evaluated_volume_cc
+        return levels, 100.0 * self._bounded(levels, vol) / self.evaluated_volume_cc
 
 
 # -- building a DVH from boxes ------------------------------------------------------------------------
@@ -775,9 +812,9 @@ def _evaluate(dose: DoseGrid, centres, edges, lengths):
     return d, a, inside
 
 
-def _adaptive_boxes(dose: DoseGrid, chunks, refinement: Refinement):
+def _adaptive_boxes(dose: DoseGrid, chunks, refinement: Refinement, reach: Optional[_Reach] = None):
     """(doses, half-widths (n, 3), inside, volumes) of the boxes of ``chunks``, cut where the dose bends
-    (module docstring)."""
+    (module docstring); the boxes' dose bounds go to ``reach`` when given."""
     edges = np.asarray(chunks[0][1], dtype=np.float64)
     if any(not np.array_equal(np.asarray(c[1], dtype=np.float64), edges) for c in chunks[1:]):
         raise ValueError("Adaptive sampling needs the same box edges in every chunk.")
@@ -801,6 +838,9 @@ def _adaptive_boxes(dose: DoseGrid, chunks, refinement: Refinement):
             part = _halve_to(*part, edges=edges, reach=0.25)
         if bends.linear:  # every box is exact as it is
             parts.append(_evaluate(dose, part[0], edges, part[1]) + (part[2],))
+            if reach is not None:
+                d, a, inside = parts[-1][:3]
+                reach.add(part[0], part[1], d, a.sum(axis=1), inside)
         else:
             parts.append(part + _evaluate(dose, part[0], edges, part[1]))
     if bends.linear:
@@ -850,7 +890,87 @@ def _adaptive_boxes(dose: DoseGrid, chunks, refinement: Refinement):
                     slack2 = np.full(len(d2), 3.0 * bends.largest)
                 block.keep[idx] = False
                 blocks.append(_Block(*parts, d2, a2, inside2, slack2))
+    if reach is not None:
+        for b in blocks:
+            reach.add(b.centres[b.keep], b.lengths[b.keep], b.d[b.keep], b.half[b.keep], b.inside[b.keep])
     return tuple(np.concatenate([getattr(b, name)[b.keep] for b in blocks]) for name in ("d", "a", "inside", "volumes"))
+
+
+def _box_dose_ranges(dose: DoseGrid, centres, edges, lengths) -> Tuple[np.ndarray, np.ndarray]:
+    """The lowest and highest trilinear dose anywhere in each box (module docstring, "Bounds"): exact (the
+    dose at its eight corners) for a box parallel to the grid inside one cell, where the dose is multilinear;
+    otherwise the least and largest dose value on the nodes of the cells the box reaches."""
+    values = np.asarray(dose.array)
+    upper = np.array(values.shape[::-1], dtype=np.float64) - 1.0  # (i, j, k)
+    r = _half_extents(edges, lengths)
+    lo = np.clip(centres - r, 0.0, upper)
+    hi = np.clip(centres + r, 0.0, upper)
+    cell = np.minimum(np.floor(np.clip(centres, 0.0, upper)), np.maximum(upper - 1.0, 0.0))
+    low, high = np.empty(len(centres)), np.empty(len(centres))
+    one = np.all(lo >= cell - 1e-9, axis=1) & np.all(hi <= cell + 1.0 + 1e-9, axis=1)
+    if _grid_axes(edges) is None:
+        one[:] = False  # a trilinear dose along an oblique edge is a cubic: its corners do not bound it
+    if one.any():
+        signs = np.array([[a, b, c] for a in (-1, 1) for b in (-1, 1) for c in (-1, 1)], dtype=np.float64)
+        corners = (centres[one, None, :] + signs[None] * r[one, None, :]).reshape(-1, 3)
+        at = dose.interpolate_index(corners)[0].reshape(-1, 8)
+        low[one], high[one] = at.min(axis=1), at.max(axis=1)
+    rest = np.nonzero(~one)[0]
+    if len(rest):
+        first = np.floor(lo[rest] + 1e-9).astype(np.int64)
+        last = np.ceil(hi[rest] - 1e-9).astype(np.int64)
+        span = last - first + 1
+        wide = np.prod(span, axis=1) > 4096
+        if wide.any():  # bounded by the whole grid
+            low[rest[wide]], high[rest[wide]] = float(values.min()), float(values.max())
+        rest, first, last, span = rest[~wide], first[~wide], last[~wide], span[~wide]
+        if len(rest):
+            lows, highs = np.full(len(rest), np.inf), np.full(len(rest), -np.inf)
+            for oi in range(int(span[:, 0].max())):
+                for oj in range(int(span[:, 1].max())):
+                    for ok in range(int(span[:, 2].max())):
+                        node = np.minimum(first + np.array([oi, oj, ok]), last)
+                        v = values[node[:, 2], node[:, 1], node[:, 0]]
+                        np.minimum(lows, v, out=lows)
+                        np.maximum(highs, v, out=highs)
+            low[rest], high[rest] = lows, highs
+    return low, high
+
+
+class _Reach:
+    """The lowest and highest dose a structure's boxes can receive (module docstring, "Bounds"). A box centre
+    dose is a dose the structure receives, so only the boxes whose linear range reaches beyond the highest or
+    the lowest centre dose are kept (few) and bounded at the end."""
+
+    def __init__(self, dose: DoseGrid, edges) -> None:
+        self.dose, self.edges = dose, np.asarray(edges, dtype=np.float64)
+        self.hot, self.cold = -np.inf, np.inf
+        self.parts = []
+
+    def add(self, centres, lengths, d, half, inside) -> None:
+        if not np.any(inside):
+            return
+        self.hot = max(self.hot, float(d[inside].max()))
+        self.cold = min(self.cold, float(d[inside].min()))
+        top, bottom = d + half, d - half
+        pick = np.nonzero(inside & ((top > self.hot) | (bottom < self.cold)))[0]
+        if len(pick):
+            lengths = np.broadcast_to(np.asarray(lengths, dtype=np.float64), (len(d), 3))
+            self.parts.append((np.asarray(centres)[pick], lengths[pick], top[pick], bottom[pick]))
+
+    def result(self) -> Optional[Tuple[float, float]]:
+        """(lowest, highest) dose of the boxes added, or None when none was inside the grid."""
+        if not np.isfinite(self.hot):
+            return None
+        low, high = self.cold, self.hot
+        if self.parts:
+            centres, lengths, top, bottom = (np.concatenate(p) for p in zip(*self.parts))
+            pick = (top > self.hot) | (bottom < self.cold)
+            if pick.any():
+                lo, hi = _box_dose_ranges(self.dose, centres[pick], self.edges, lengths[pick])
+                high = max(high, float(np.minimum(top[pick], hi).max()))
+                low = min(low, float(np.maximum(bottom[pick], lo).min()))
+        return low, high
 
 
 class _Block:
@@ -873,18 +993,38 @@ def dvh_from_boxes(
     sampling: str = "",
     stacklevel: int = 2,
     refinement: Optional[Refinement] = None,
+    bounds: Optional[Tuple[float, float]] = None,
+    exact_boxes: bool = False,
 ) -> DVH:
     """DVH of a structure given as boxes (see ``BoxChunk``): trilinear dose and gradient at each centre,
     each box's volume spread over its linear dose range. With ``refinement`` the boxes are first split
     where the dose bends (module docstring). Warns (DoseWarning) when part of the structure lies outside
-    the dose grid; raises DoseError when all of it does."""
+    the dose grid; raises DoseError when all of it does.
+
+    The DVH is bounded (module docstring, "Bounds") by the dose grid's least and largest values, by
+    ``bounds`` (lowest, highest) when the caller knows the structure's own, and with ``exact_boxes`` (the
+    boxes are exactly the structure, as a labelmap's voxels are) by each box's reachable range."""
     doses, spreads, weights = [], [], []
     total = outside = 0.0
+    reach = None
     if refinement is not None:
         chunks = [c for c in chunks if len(c[0])]
-        chunks = [_adaptive_boxes(dose, chunks, refinement)] if chunks else []
+        if exact_boxes and chunks:
+            reach = _Reach(dose, chunks[0][1])
+        chunks = [_adaptive_boxes(dose, chunks, refinement, reach)] if chunks else []
     else:
-        chunks = (_evaluate(dose, c, e, length) + (volumes,) for c, e, length, volumes in chunks if len(c))
+
+        def evaluated(source):
+            nonlocal reach
+            for c, e, length, volumes in source:
+                if len(c):
+                    d, a, inside = _evaluate(dose, c, e, length)
+                    if exact_boxes:
+                        reach = reach or _Reach(dose, e)
+                        reach.add(np.asarray(c, dtype=np.float64), length, d, a.sum(axis=1), inside)
+                    yield d, a, inside, volumes
+
+        chunks = evaluated(chunks)
     for d, a, inside, vol in chunks:
         vol = np.broadcast_to(np.asarray(vol, dtype=np.float64), d.shape)
         total += float(vol.sum())
@@ -903,7 +1043,7 @@ def dvh_from_boxes(
         )
     if fraction_outside > 0:
         warnings.warn(
-            f"{100 * fraction_outside:.2f}% of {name} lies outside the dose grid {dose.name}; its metrics cover "
+            f"{percent_text(fraction_outside)} of {name} lies outside the dose grid {dose.name}; its metrics cover "
             "only the part inside (Dx% and VxGy% are relative to that part).",
             DoseWarning,
             stacklevel=stacklevel + 1,
@@ -915,7 +1055,19 @@ def dvh_from_boxes(
     volume = float(total if volume_cc is None else volume_cc)
     if refinement is not None:
         sampling = f"{sampling} ({len(d)} boxes)" if sampling else f"{len(d)} boxes"
-    return DVH(name, d[order], np.cumsum(w), volume, fraction_outside, tuple(supersampling), a, sampling)
+    low, high = float(dose.array.min()), float(dose.array.max())  # no trilinear dose is beyond them
+    for given in (bounds, reach.result() if reach is not None else None):
+        if given is not None:
+            low, high = max(low, float(given[0])), min(high, float(given[1]))
+    return DVH(name, d[order], np.cumsum(w), volume, fraction_outside, tuple(supersampling), a, sampling, (low, high))
+
+
+def percent_text(fraction: float) -> str:
+    """A fraction as a percentage for messages: "< 0.01%" for a small fraction that is not zero (never "0.00%")."""
+    pct = 100.0 * float(fraction)
+    if 0 < pct < 0.005:
+        return "< 0.01%"
+    return f"{pct:.2f}%"
 
 
 def _mask_boxes(mask: Mask, dose: DoseGrid, n: Tuple[int, int, int], max_rows: int = 1 << 19):
@@ -957,11 +1109,14 @@ def compute_dvh(structure, dose: DoseGrid, supersampling: Optional[Tuple[int, in
         raise ValueError(f"Supersampling must be three whole numbers >= 1; got {supersampling}.")
     if supersampling is not None or mask.voxel_count > _ADAPTIVE_MAX_VOXELS:
         sampling = f"labelmap, {n[0]}x{n[1]}x{n[2]} sub-cubes per voxel"
-        return dvh_from_boxes(name, dose, _mask_boxes(mask, dose, n), mask.volume_cc, n, sampling, stacklevel=3)
+        boxes = _mask_boxes(mask, dose, n)
+        return dvh_from_boxes(name, dose, boxes, mask.volume_cc, n, sampling, stacklevel=3, exact_boxes=True)
     m = dose.geometry.ras_to_ijk @ mask.geometry.ijk_to_ras  # mask index -> dose index
     k, j, i = np.nonzero(mask.array)
     centres = np.einsum("nc,mc->nm", np.stack([i, j, k], axis=1).astype(np.float64), m[:3, :3]) + m[:3, 3]
     voxels = (centres, m[:3, :3].T, np.ones(3), mask.geometry.voxel_volume_cc)
     refinement = Refinement(tuple(1.0 / np.asarray(n, dtype=np.float64)))
     sampling = f"labelmap, voxels split where the dose bends, {n[0]}x{n[1]}x{n[2]} sub-cubes in the tails"
-    return dvh_from_boxes(name, dose, [voxels], mask.volume_cc, n, sampling, stacklevel=3, refinement=refinement)
+    return dvh_from_boxes(
+        name, dose, [voxels], mask.volume_cc, n, sampling, stacklevel=3, refinement=refinement, exact_boxes=True
+    )

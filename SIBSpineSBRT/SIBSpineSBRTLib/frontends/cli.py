@@ -157,6 +157,8 @@ def _load_dose(ctx, path, unit):
 
 
 def cmd_review(args) -> int:
+    import warnings
+
     from ..dose.grid import DoseError
     from ..mrml import storage
     from ..mrml.case import case_input_from_nodes, store_review
@@ -204,11 +206,14 @@ def cmd_review(args) -> int:
     seg = storage.load_segmentation(ctx.scene, args.segmentation)
     dose = _load_dose(ctx, args.dose, args.dose_unit)
     name = args.name or Path(args.segmentation).name.split(".")[0]
-    data = case_input_from_nodes(ctx.scene, seg, dose, args.level, name, reference_volume=ct)
+    with warnings.catch_warnings(record=True) as caught:  # e.g. a .seg.nrrd read on its own grid
+        warnings.simplefilter("always")
+        data = case_input_from_nodes(ctx.scene, seg, dose, args.level, name, reference_volume=ct)
     try:
         result = review_case(data, protocol, roles, **margins)
     except DoseError as exc:  # e.g. a probable unit error: name the file and the option
         raise DoseError(f"--dose {args.dose} (--dose-unit {args.dose_unit}): {exc}") from None
+    result.messages[:0] = [f"Warning: {w.message}" for w in caught]  # listed with the review's messages
     store_review(ctx.scene, seg, result)
     mr_to_ct = None
     if mr is not None:
@@ -288,9 +293,9 @@ def cmd_volumes(args) -> int:
         ctx = new_scene()
         seg = storage.load_segmentation(ctx.scene, args.segmentation)
         geometry = volume_geometry(storage.load_volume(ctx.scene, args.ct, "CT")) if args.ct else None
-        masks = segs.read_segments(seg, geometry=geometry)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            masks = segs.read_segments(seg, geometry=geometry)
             planned = plan_volumes(protocol, masks, level, roles, **margins)
         _print_warnings(caught)
         if planned.problems:
@@ -342,6 +347,8 @@ def cmd_dvh(args) -> int:
     ctx = new_scene()
     from ..caseio.dicom_scan import looks_like_dicom
 
+    notes = []  # said below the table (and in the JSON's "warnings")
+    rtdose = None
     if looks_like_dicom(args.dose):  # RTDOSE: the unit and scaling come from the file
         from ..caseio.rtdose import read_rtdose
 
@@ -356,45 +363,126 @@ def cmd_dvh(args) -> int:
             dose = dose_grid_from_node(ctx.scene, _load_dose(ctx, args.dose, args.dose_unit))
         except DoseError as exc:
             raise DoseError(f"--dose {args.dose}: {exc}") from None
+    unusable = {}  # structure key -> why it has no DVH (an ROI without contours, a refused ROI)
     if args.rtstruct:
         # RTSTRUCT: the contours go to the contour engine directly (slabs with half-slice end caps)
         from ..caseio.rtstruct_read import read_rtstruct, roi_keys
 
-        all_rois = read_rtstruct(args.rtstruct).rois  # two ROIs with one name keep two keys ("GTV [ROI 3]")
+        structure_set = read_rtstruct(args.rtstruct)
+        dose_frame = _check_dvh_frames(args.dose, rtdose, args.rtstruct, structure_set, notes)
+        all_rois = structure_set.rois  # two ROIs with one name keep two keys ("GTV [ROI 3]")
         rois = {k: r for k, r in zip(roi_keys(all_rois), all_rois) if r.closed_planar()}
+        for k, r in zip(roi_keys(all_rois), all_rois):
+            if k not in rois:
+                unusable[k] = (
+                    f"ROI {r.label} has no contours (no closed planar contour in the structure set), so it has no "
+                    "volume and no DVH"
+                )
+            elif dose_frame and r.frame_of_reference_uid and r.frame_of_reference_uid != dose_frame:
+                unusable[k] = (
+                    f"ROI {r.label} is drawn on frame of reference {r.frame_of_reference_uid}, not the dose's "
+                    f"({dose_frame}), so it is not evaluated in this dose"
+                )
+                del rois[k]
+        for r in structure_set.refused:
+            unusable.setdefault(r.name, r.problem)
         names = list(rois)
     else:
         seg = storage.load_segmentation(ctx.scene, args.segmentation)
         geometry = volume_geometry(storage.load_volume(ctx.scene, args.ct, "CT")) if args.ct else None
         names = [k for _, k in segs.segment_keys(seg)]
     wanted = args.structure or names
-    unknown = [n for n in wanted if n not in names]
+    unknown = [n for n in wanted if n not in names and n not in unusable]
     if unknown:
         raise UsageError(f"--structure {', '.join(unknown)}: no such structure (structures: {', '.join(names)}).")
+    empty = [n for n in wanted if n in unusable]
+    if args.structure and empty:
+        raise UsageError("; ".join(f"--structure {n}: {unusable[n]}" for n in empty) + ".")
+    notes.extend(f"{n}: {unusable[n]}." for n in unusable if not args.structure)
     if args.rtstruct:
         masks = {n: rois[n].to_contour_structure() for n in wanted}
-    else:
-        masks = segs.read_segments(seg, wanted, geometry)
-    out = {"structures": {}, "dose_unit": "Gy", "warnings": []}
+    out = {"structures": {}, "dose_unit": "Gy", "warnings": [], "not_available": {}}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        if not args.rtstruct:
+            masks = segs.read_segments(seg, wanted, geometry)  # may warn that the file's own grid is used
         for name in wanted:
-            dvh = compute_dvh(masks[name], dose)
+            try:
+                dvh = compute_dvh(masks[name], dose)
+            except DoseError as exc:  # e.g. a structure wholly outside the dose grid: its row only
+                out["structures"][name] = {"volume_cc": None, **{m: None for m in metrics}}
+                out["not_available"][name] = {m: str(exc) for m in ["volume_cc", *metrics]}
+                continue
             values = {"volume_cc": round(dvh.volume_cc, 4)}
-            values.update({m: round(dvh.metric(m), 4) for m in metrics})
+            try:
+                values.update({m: round(v, 4) for m, v in dvh.metrics(metrics).items()})
+            except DoseError:  # one metric is not defined here (D15cc of a 13 cc structure): that cell only
+                for m in metrics:
+                    try:
+                        values[m] = round(dvh.metric(m), 4)
+                    except DoseError as exc:
+                        values[m] = None
+                        out["not_available"].setdefault(name, {})[m] = str(exc)
             out["structures"][name] = values
-    out["warnings"] = [str(w.message) for w in caught]
+    if out["structures"] and all(v["volume_cc"] is None for v in out["structures"].values()):
+        reasons = {r["volume_cc"] for r in out["not_available"].values()}
+        raise DoseError(" ".join(sorted(reasons)))
+    out["warnings"] = notes + [str(w.message) for w in caught]
     text = json.dumps(out, indent=2)
     if args.json:
         print(text)
     else:
         width = max(len(n) for n in out["structures"])
+
+        def cell(value, spec):
+            return "n/a".rjust(len(format(0.0, spec))) if value is None else format(value, spec)
+
         print("  ".join(["Structure".ljust(width), "Volume cc".rjust(10), *[m.rjust(9) for m in metrics]]))
         for n, v in out["structures"].items():
-            cells = [f"{v['volume_cc']:10.3f}", *[f"{v[m]:9.2f}" for m in metrics]]
+            cells = [cell(v["volume_cc"], "10.3f"), *[cell(v[m], "9.2f") for m in metrics]]
             print("  ".join([n.ljust(width), *cells]))
-        print("\nDoses in Gy; " + "; ".join(out["warnings"]) if out["warnings"] else "\nDoses in Gy.")
+        lines = [
+            f"n/a: {n} {', '.join(m for m in why if m != 'volume_cc') or 'all'}: {reason}"
+            for n, why in out["not_available"].items()
+            for reason in dict.fromkeys(why.values())
+        ]
+        print("\nDoses in Gy" + (". " + " ".join(out["warnings"]) if out["warnings"] else "."))
+        for line in lines:
+            print(line)
     return EXIT_PASS
+
+
+def _check_dvh_frames(dose_path, rtdose, rtstruct_path, structure_set, notes) -> str:
+    """The RTDOSE's frame of reference, checked against the structure set's: a dose on none of the frames the
+    contours are drawn in is in other patient coordinates and refused (exit 2); "" when it cannot be checked
+    (a dose volume file, or a frame not named: a note says so)."""
+    from ..caseio.errors import FrameOfReferenceError
+
+    frames = set(structure_set.frame_of_reference_uids) | {
+        r.frame_of_reference_uid for r in structure_set.rois if r.frame_of_reference_uid
+    }
+    dose_frame = rtdose.frame_of_reference_uid if rtdose is not None else ""
+    if rtdose is None:
+        notes.append(
+            "The dose is a volume file, which names no frame of reference: check that it was computed on the CT the "
+            "structures were drawn on."
+        )
+        return ""
+    if not dose_frame or not frames:
+        missing = " and ".join(what for what, has in (("the RTDOSE", dose_frame), ("the RTSTRUCT", frames)) if not has)
+        notes.append(
+            f"The frame of reference could not be checked ({missing} names none): check that the dose was computed "
+            "on the CT the structures were drawn on."
+        )
+        return ""
+    if dose_frame not in frames:
+        raise FrameOfReferenceError(
+            f"{dose_path} is on frame of reference {dose_frame}, but the structures of {rtstruct_path} are drawn on "
+            f"{', '.join(sorted(frames))}: the dose and the contours are in different patient coordinates, so no DVH "
+            "is computed. Give the RTDOSE computed on the CT this structure set was drawn on (or register and "
+            "resample the dose onto it in the planning system first)."
+        )
+    return dose_frame
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -151,7 +151,12 @@ class ImageGeometry:
         return ImageGeometry(tuple(hi - lo), tuple(origin), self.spacing, self.directions)
 
     def describe(self) -> str:
+        """For messages: size, spacing and the first voxel centre in DICOM patient coordinates (LPS, the sign of
+        the DICOM files' Image Position (Patient); RAS flips x and y)."""
         nk, nj, ni = self.shape
         si, sj, sk = self.spacing
-        origin = tuple(round(o, 2) for o in self.origin)
-        return f"{ni}x{nj}x{nk} voxels of {si:.3g}x{sj:.3g}x{sk:.3g} mm at origin {origin}"
+        x, y, z = self.origin
+        return (
+            f"{ni}x{nj}x{nk} voxels of {si:.3g}x{sj:.3g}x{sk:.3g} mm, first voxel centre at "
+            f"({-x + 0.0:.2f}, {-y + 0.0:.2f}, {z + 0.0:.2f}) mm LPS"
+        )

@@ -1,7 +1,39 @@
-"""Exact margins on voxel grids, in patient directions.
+"""Exact margins in patient directions: the rules for labelmap sources (this module) and for contour
+sources (computed in ``geometry.contour_margins``).
 
-Exactness rule
---------------
+One geometry per source
+-----------------------
+A planning volume takes the geometry of its source. A source that comes as a labelmap (voxels) is grown
+by the cube rule below and gives a labelmap. A source that comes as planar contours (an RTSTRUCT's ROIs,
+``dose.contours.ContourStructure``) is grown on its polygons and gives contours (rasterised only for
+display and storage): the DVH, the export and the report all use those contours. A volume built from both
+kinds (a contour CTV, a labelmap canal) says in its recipe which rule each part used.
+
+Rule for contour sources
+------------------------
+The source is the slab model of ``dose.contours``: each planar contour region P_i (even-odd rings, minus
+holes) stands for the slab [lo_i, hi_i] along the contour normal (half way to its neighbours, half a
+slice beyond an end contour). The result is the Minkowski sum of that solid with the same margin
+ellipsoid as below, cut on planes. On the plane at height z its section is the union, over the source's
+slabs within reach, of P_i grown in-plane by the ellipse of the in-plane margins scaled by
+sqrt(1 - (d_i / r)^2), where d_i = max(lo_i - z, z - hi_i, 0) is the distance from the plane to the nearest
+point of the slab and r the margin on that side (S above, I below for axial contours): for 2 mm axial and
+5 mm S-I, 2 mm at distance 0, shrinking to 0 at 5 mm. Asymmetric forms grow each quadrant of the plane by
+its own quarter-ellipse (R or L with A or P) and use S above, I below. Planes lie on the planning CT's
+slices, each at the centre of its slab; the end slabs end exactly where the grown solid ends (a 5 mm S-I
+margin ends 5 mm beyond the source's end slabs, not at the next whole slice), with one extra plane at the
+centre of each end piece that no whole CT slab covers. Arcs are drawn with vertices on the arc, 128
+segments per turn: the offset is short by at most 3e-4 of the margin (well within 0.1% in area).
+PTV_Eval removes from each PTV plane every canal plane whose slab overlaps its slab (disjoint from the
+canal's solid). The cord PRV is the same rule with a ball. Contours must lie in axial, sagittal or coronal
+planes (margins are in patient directions); oblique contour planes are grown by the cube rule on their
+rasterised labelmap, and the recipe says so. What this gives: flat faces grow by exactly the margin, and
+curved surfaces by exactly the margin in-plane (a 5 mm cord + 2 mm is a 7 mm cylinder, not +4%); along
+the slices the solid is the slab model's, sampled at the plane centres (a box CTV's 2/2/5 mm PTV is within
+0.2% of its Minkowski volume on 1.25-3 mm slices).
+
+Exactness rule (labelmap sources)
+---------------------------------
 A voxel belongs to the expansion of a source mask by margins (R, L, A, P, S, I) iff its centre lies
 within the margin distance of the source *region*, where the region is the union of the source voxels'
 closed cubes and the distance is ellipsoidal: a point x is within reach of a region point y when
@@ -16,8 +48,8 @@ Minkowski sum, as if the margin were about 0.4 mm larger on a 0.98 x 0.98 x 1.25
 +4% in volume; a sphere of radius R grown by m: about +1.5 mm / (R + m), +12% for R 10 mm). It never errs
 on the small side, unlike margins measured between voxel centres (Slicer's Margin effect: -9% for the cord).
 
-How it is computed
-------------------
+How it is computed (labelmaps)
+------------------------------
 Every voxel cube is a translate of one cube and voxel centres form a lattice, so whether the centre of
 voxel x is within reach of the cube of voxel v depends only on the index offset w = x - v. The
 expansion is therefore the binary dilation of the mask by the *footprint* K, the set of integer offsets

@@ -68,7 +68,10 @@ def case_input_from_nodes(
         try:
             dose_grid = dose_grid_from_node(scene, dose, dose_unit)
         except DoseError as exc:
-            problem = str(exc)
+            from .storage import source_file
+
+            where = source_file(dose)  # the file the dose was read from, when it was
+            problem = f"{where}: {exc}" if where and where not in str(exc) else str(exc)
     return CaseInput(name or segmentation.GetName(), level, masks, dose_grid, problem)
 
 

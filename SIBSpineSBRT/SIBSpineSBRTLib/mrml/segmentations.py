@@ -11,6 +11,8 @@ one structure: which of them plays a protocol role is ``protocol.roles``' questi
 
 from __future__ import annotations
 
+import os
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -18,6 +20,7 @@ import numpy as np
 from ..geometry.grid import ImageGeometry
 from ..geometry.masks import Mask
 from ..protocol.roles import StructureInfo, StructureMasks, structure_keys
+from ..warnings import GeometryWarning
 from .volumes import numpy_matrix4, transform_problem, vtk_image_from_array, vtk_matrix4
 
 REFERENCE_GEOMETRY_PARAMETER = "Reference image geometry"
@@ -76,18 +79,85 @@ def set_reference_geometry(node, reference: ImageGeometry) -> None:
 
 
 def reference_geometry(node) -> ImageGeometry:
-    """The segmentation's reference geometry: the grid its segments are analysed and derived on."""
+    """The segmentation's reference geometry: the grid its segments are analysed and derived on.
+
+    A segmentation without Slicer's "Reference image geometry" conversion parameter (as slicerio and many
+    pipelines write a .seg.nrrd) is read on its own labelmap grid: the grid of the file it was read from (its
+    NRRD header's space directions, space origin and sizes), or, for a node not read from a file, the union of
+    its segments' labelmaps (Slicer's ``vtkSegmentation::DetermineCommonLabelmapGeometry``). A
+    ``GeometryWarning`` says so (``own_grid_note``). A segmentation with neither is refused."""
     import slicer
 
     text = node.GetSegmentation().GetConversionParameter(REFERENCE_GEOMETRY_PARAMETER)
     if not text:
-        raise SegmentationError(
-            f"Segmentation {node.GetName()} has no reference geometry. Set it from the planning CT (Segmentations "
-            "module: Specify geometry), or pass the CT so its grid is used."
-        )
+        geometry = own_labelmap_geometry(node)
+        if geometry is None:
+            from .storage import source_file
+
+            where = source_file(node) or f"Segmentation {node.GetName()}"
+            raise SegmentationError(
+                f"{where} has no reference geometry and no segment labelmap to take a grid from. Set it from the "
+                "planning CT (Segmentations module: Specify geometry), or pass the CT so its grid is used (--ct on "
+                "the command line)."
+            )
+        warnings.warn(GeometryWarning(own_grid_note(node, geometry)), stacklevel=2)
+        return geometry
     img = slicer.vtkOrientedImageData()
     slicer.vtkSegmentationConverter.DeserializeImageGeometry(text, img, False)
     return geometry_from_oriented_image(img)
+
+
+def has_reference_geometry(node) -> bool:
+    return bool(node.GetSegmentation().GetConversionParameter(REFERENCE_GEOMETRY_PARAMETER))
+
+
+def own_grid_note(node, geometry: ImageGeometry) -> str:
+    from .storage import source_file
+
+    where = source_file(node) or f"Segmentation {node.GetName()}"
+    return (
+        f"{where}: no reference geometry: the segments are read on the file's own grid ({geometry.describe()}). "
+        "Give the planning CT (--ct) to read them on its grid instead."
+    )
+
+
+def own_labelmap_geometry(node) -> Optional[ImageGeometry]:
+    """The segmentation's own labelmap grid (see ``reference_geometry``), or None when it has none."""
+    import slicer
+
+    from .storage import nrrd_grid, source_file
+
+    seg = node.GetSegmentation()
+    union = seg.DetermineCommonLabelmapGeometry(seg.EXTENT_UNION_OF_SEGMENTS, None) if seg.GetNumberOfSegments() else ""
+    if not union:
+        return None
+    img = slicer.vtkOrientedImageData()
+    slicer.vtkSegmentationConverter.DeserializeImageGeometry(union, img, False)
+    e = img.GetExtent()
+    if any(e[2 * a + 1] < e[2 * a] for a in range(3)):
+        return None
+    segments = geometry_from_oriented_image(img)
+    path = source_file(node)
+    grid = nrrd_grid(path) if path and os.path.isfile(path) else None
+    if grid is not None and _contains(grid, segments):
+        return grid  # the file's whole grid: planning volumes may grow beyond the segments' union
+    return segments
+
+
+def _contains(grid: ImageGeometry, inner: ImageGeometry, tol: float = 1e-3) -> bool:
+    """``inner`` is a block of ``grid``'s voxels (same spacing and axes, whole-voxel offset, inside it)."""
+    if not (
+        np.allclose(grid.spacing, inner.spacing, atol=tol)
+        and np.allclose(grid.direction_matrix, inner.direction_matrix, atol=1e-6)
+    ):
+        return False
+    first = np.linalg.inv(grid.ijk_to_ras) @ np.append(np.asarray(inner.origin, float), 1.0)
+    ijk = first[:3]
+    if not np.allclose(ijk, np.round(ijk), atol=tol):
+        return False
+    start = np.round(ijk).astype(int)  # i, j, k
+    size = np.array(inner.shape[::-1])
+    return bool(np.all(start >= 0) and np.all(start + size <= np.array(grid.shape[::-1])))
 
 
 def segment_names(node) -> List[Tuple[str, str]]:
@@ -195,6 +265,8 @@ def read_segments(
                 )
             wanted[asked] = hits[0]
     out = StructureMasks(info={asked: infos[key] for asked, key in wanted.items()})
+    if geometry is None and wanted:
+        geometry = reference_geometry(node)  # once: it may warn that the file's own grid is used
     for asked, key in wanted.items():
         out[asked] = segment_mask(node, infos[key].segment_id, geometry)
     return out

@@ -260,6 +260,11 @@ def _check_nrrd_geometry(h: NrrdHeader, what: str, segmentation: bool) -> None:
             "(gzip, the default) or as raw data."
         )
     h.encoding = NRRD_ENCODINGS[encoding]
+    if h.type_bytes > 1 and f.get("endian", "").lower() not in ("little", "big"):  # Teem aborts the process
+        raise StorageError(
+            f"{path}: the NRRD header has no 'endian' field (little or big), which its voxel type '{f.get('type')}' "
+            f"needs. {_RESAVE}"
+        )
 
     space_dim = None
     if "space" in f:
@@ -446,6 +451,46 @@ def _reference_geometry_voxels(h: NrrdHeader) -> Optional[int]:
     return None
 
 
+#: NRRD space -> signs that take its axes to RAS
+_SPACE_TO_RAS = {
+    "ras": (1, 1, 1),
+    "right-anterior-superior": (1, 1, 1),
+    "las": (-1, 1, 1),
+    "left-anterior-superior": (-1, 1, 1),
+    "lps": (-1, -1, 1),
+    "left-posterior-superior": (-1, -1, 1),
+}
+
+
+def nrrd_grid(path):
+    """The voxel grid of a (segmentation) NRRD file as its header states it (space directions, space origin, the
+    last three sizes), in RAS, as an ``ImageGeometry``; None when the header does not state it in a patient space
+    (RAS, LAS or LPS)."""
+    from ..geometry.grid import ImageGeometry
+
+    try:
+        h = read_nrrd_header(path)
+        f = h.fields
+        signs = _SPACE_TO_RAS.get(f.get("space", "").lower())
+        if signs is None or "spacedirections" not in f:
+            return None
+        sizes = _numbers(f.get("sizes", ""), "sizes", h.path, int)[-3:]
+        vectors = [d for d in _space_directions(f["spacedirections"], h.path) if d is not None]
+        origin = _numbers(f.get("spaceorigin", "(0,0,0)").strip().strip("()"), "space origin", h.path)
+    except (OSError, StorageError):
+        return None
+    if len(sizes) != 3 or len(vectors) != 3 or any(len(v) != 3 for v in vectors) or len(origin) != 3:
+        return None
+    m = [[0.0] * 4 for _ in range(4)]
+    for axis in range(3):  # NRRD axes are i, j, k (fastest first); column ``axis`` of the matrix
+        for row in range(3):
+            m[row][axis] = signs[row] * vectors[axis][row]
+    for row in range(3):
+        m[row][3] = signs[row] * origin[row]
+    m[3][3] = 1.0
+    return ImageGeometry.from_ijk_to_ras(m, tuple(sizes[::-1]))
+
+
 def check_nrrd(path, what: str = "volume", segmentation: bool = False) -> NrrdHeader:
     """Check a NRRD file's header against its data and the memory (see the module doc); its header."""
     path = Path(path)
@@ -575,12 +620,12 @@ def check_volume_file(path, what: str = "volume") -> None:
     path = Path(path)
     _check_file(path, _title(what))
     if is_nrrd(path):
-        h = check_nrrd(path, what)
-        if h.is_segmentation:
+        if read_nrrd_header(path).is_segmentation:  # said first: its 4-D layers are not the problem
             raise StorageError(
                 f"{path} is a segmentation (.seg.nrrd, with segments), not a {what}. Give it as --segmentation, and a "
                 f"{what} file here."
             )
+        check_nrrd(path, what)
         return
     _check_with_simpleitk(path, what)
 
@@ -632,6 +677,12 @@ def _write(scene, node, storage, path) -> str:
         raise StorageError(f"Could not write {node.GetName()} to {path}.")
     node.SetAndObserveStorageNodeID(storage.GetID())
     return path
+
+
+def source_file(node) -> str:
+    """The file a node was read from (its storage node's file name), or ""."""
+    storage = node.GetStorageNode() if node is not None and hasattr(node, "GetStorageNode") else None
+    return str(storage.GetFileName() or "") if storage is not None else ""
 
 
 def save_volume(scene, node, path) -> str:

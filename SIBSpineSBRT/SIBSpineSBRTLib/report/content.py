@@ -327,7 +327,7 @@ def legend(result: ReviewResult) -> List[Tuple[str, Tuple[float, float, float]]]
 
 def volume_rows(result: ReviewResult) -> List[Tuple[str, str, str]]:
     """(name, size, recipe) of each planning volume built."""
-    return [(n, f"{v.mask.volume_cc:.2f} cc", v.recipe) for n, v in sorted(result.volumes.items())]
+    return [(n, f"{v.volume_cc:.2f} cc", v.recipe) for n, v in sorted(result.volumes.items())]
 
 
 def volume_problems(result: ReviewResult) -> List[str]:
@@ -367,7 +367,7 @@ class TrialRow:
 def _plan_value(result: ReviewResult, structure: str, metric: str) -> Optional[float]:
     if metric == "Volume":
         if structure in result.volumes:
-            return result.volumes[structure].mask.volume_cc
+            return result.volumes[structure].volume_cc
         dvh = result.dvhs.get(structure)
         return None if dvh is None else dvh.volume_cc
     dvh = result.dvhs.get(structure)

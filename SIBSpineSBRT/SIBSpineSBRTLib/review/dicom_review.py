@@ -26,7 +26,12 @@ def case_level(case, level: Optional[str]) -> str:
             )
         return level
     if found is None:
-        said = f"the RTPLAN label ({label!r}) does not state it" if label else "the case has no RTPLAN label"
+        if case.prescription is None:
+            said = "the case has no RTPLAN whose label could state it"
+        elif label:
+            said = f"the RTPLAN label ({label!r}) does not state it"
+        else:
+            said = "the RTPLAN has no label to state it"
         raise ProtocolError(
             f'The vertebral level of the target is not given and {said} (as "level T8", a level C1-S5): pass --level.'
         )
@@ -50,6 +55,9 @@ def with_plan_prescription(data, case):
     if prescription is not None:
         data.plan_fractions = prescription.fractions
         data.plan_dose_gy = prescription.total_dose_gy
+    problem = getattr(case, "plan_problem", "") if case is not None else ""
+    if problem:
+        data.plan_problems = [problem]
     return data
 
 

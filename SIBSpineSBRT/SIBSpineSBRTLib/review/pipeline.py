@@ -6,6 +6,7 @@ Pure numpy on Masks and a DoseGrid; the MRML adapters feed it and store what it 
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Tuple
@@ -13,7 +14,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import numpy as np
 
 from ..dose.coverage import LOW_BOUNDARY_FRACTION, TARGET_OUTSIDE_TOLERANCE, boundary_dose_gy
-from ..dose.dvh import DVH, compute_dvh, parse_metric
+from ..dose.dvh import DVH, compute_dvh, parse_metric, percent_text
 from ..dose.grid import DoseError, DoseGrid
 from ..geometry.margins import Margins
 from ..geometry.masks import Mask, union_all
@@ -41,6 +42,11 @@ class CaseInput:
     dose_problem: str = ""  # why there is no dose, when there is none
     plan_fractions: Optional[int] = None  # as the plan (RTPLAN) states them, when known
     plan_dose_gy: Optional[float] = None  # the plan's prescription dose, when known
+    plan_problems: List[str] = field(default_factory=list)  # why the plan's fractionation could not be checked
+    # segment name -> ``dose.contours.ContourStructure`` for the segments that come as planar contours (an
+    # RTSTRUCT): their planning volumes are built and their DVHs computed on the contours (one geometry per
+    # source); the masks stay for display, storage and the checks on the CT grid
+    contours: Dict[str, object] = field(default_factory=dict)
 
 
 @dataclass
@@ -62,6 +68,7 @@ class ReviewResult:
     not_evaluated: List[str] = field(default_factory=list)  # segments that match no protocol structure
     advisory_verdict: Optional[str] = None  # over the unconfirmed (advisory) rows only
     signoff: Optional[object] = None  # report.signoff.SignOff, set by a front end when the physicist signs
+    identity: Dict[str, object] = field(default_factory=dict)  # which objects were reviewed (caseio.identity)
 
     def dvh_curves(self, step_gy: Optional[float] = None) -> Dict[str, tuple]:
         """Cumulative DVHs (dose Gy, volume %) of the structures the protocol evaluates (with the cord), in
@@ -115,6 +122,23 @@ def structure_masks(
         if spec.union_of and role not in out and all(p in out for p in spec.union_of):
             out[role] = union_all([out[p] for p in spec.union_of], role)
     out.update({name: v.mask for name, v in volumes.items()})
+    return out
+
+
+def dvh_structures(
+    resolution: RoleResolution,
+    contours: Mapping[str, object],
+    volumes: Mapping[str, PlanningVolume],
+    masks: Mapping[str, Mask],
+) -> Dict[str, object]:
+    """Protocol structure -> what its DVH is computed on: the contours of a role whose segment comes as planar
+    contours and of a planning volume built on contours (one geometry per source), else its mask
+    (``structure_masks``)."""
+    out: Dict[str, object] = dict(masks)
+    for role, seg in resolution.segment_for_role.items():
+        if seg is not None and seg in contours:
+            out[role] = dataclasses.replace(contours[seg], name=role)
+    out.update({name: v.structure for name, v in volumes.items()})
     return out
 
 
@@ -185,7 +209,7 @@ def _coverage_problem(
     f = dvh.fraction_outside
     if f <= 0:
         return dvh, None, None
-    pct = f"{100 * f:.3g}%"
+    pct = percent_text(f)
     kind = protocol.structures[name].kind if name in protocol.structures else "oar"
     if kind == "target":
         if f <= TARGET_OUTSIDE_TOLERANCE:
@@ -245,7 +269,7 @@ def _plausibility(protocol: Protocol, dvhs: Mapping[str, DVH]) -> None:
 
 
 def _plan_problems(protocol: Protocol, case: CaseInput) -> List[str]:
-    out = []
+    out = list(case.plan_problems)
     if case.plan_fractions is not None and case.plan_fractions != protocol.fractions:
         out.append(
             f"The plan is {case.plan_fractions} fractions; protocol {protocol.id} is {protocol.fractions}. Its limits "
@@ -287,9 +311,10 @@ def review_case(
     messages: List[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        planned = plan_volumes(protocol, case.masks, level, role_overrides, ptv_margins, prv_margin_mm)
+        planned = plan_volumes(protocol, case.masks, level, role_overrides, ptv_margins, prv_margin_mm, case.contours)
         resolution, volumes, volume_problems = planned.resolution, planned.volumes, planned.problems
         structures = structure_masks(resolution, case.masks, volumes, protocol)
+        evaluated = dvh_structures(resolution, case.contours, volumes, structures)
         cut, cut_oars = _cut_structures(protocol, structures, case.dose)
         dvhs: Dict[str, DVH] = {}
         dvh_problems: Dict[str, str] = {}
@@ -305,7 +330,7 @@ def review_case(
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", DoseWarning)  # coverage is judged below, not warned
-                    dvh = compute_dvh(structures[name], case.dose)
+                    dvh = compute_dvh(evaluated[name], case.dose)
             except DoseError as exc:
                 dvh_problems[name] = str(exc)
                 continue

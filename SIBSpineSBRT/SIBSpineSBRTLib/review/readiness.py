@@ -19,10 +19,15 @@ REGISTER, BUILD, EVALUATE, NORMALISE, REPORT, RTSTRUCT = (
 )
 
 # Python packages an action needs that desktop Slicer does not bundle: (import name, pinned pip requirement).
-# The pins install on Python 3.9 (Slicer 5.6/5.8) and 3.12 (Slicer 5.10+).
+# The pins install on Python 3.9 (Slicer 5.6/5.8) and 3.12 (Slicer 5.10+). shapely (GEOS) grows and subtracts
+# planning volumes on planar contours (``geometry.contour_margins``); without it contour sources are rasterised
+# and grown by the cube rule, and the recipes say so.
+SHAPELY = ("shapely", "shapely==2.0.7")
 PACKAGES: Dict[str, tuple] = {
+    BUILD: (SHAPELY,),
+    EVALUATE: (SHAPELY,),
     REPORT: (("matplotlib", "matplotlib==3.9.4"), ("fpdf", "fpdf2==2.8.4")),
-    RTSTRUCT: (("contourpy", "contourpy==1.3.0"),),
+    RTSTRUCT: (("contourpy", "contourpy==1.3.0"), SHAPELY),
 }
 
 

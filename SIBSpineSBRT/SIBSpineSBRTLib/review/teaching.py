@@ -18,6 +18,7 @@ Nothing here imports Qt, VTK or slicer; scenes and nodes are touched only throug
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Tuple
@@ -338,7 +339,7 @@ def boost_scaled_review(
     if case is None or case.dose is None:
         raise DoseError("The boost what-if needs the reviewed plan's dose.")
     dose = boost_scaled_dose(case.dose, result.protocol.prescription_gy, factor)
-    scaled = CaseInput(case.name, case.level, case.masks, dose, case.dose_problem)
+    scaled = dataclasses.replace(case, dose=dose)  # everything else as reviewed (contours, the plan's fractions)
     overrides = result.resolution.overridden if role_overrides is None else role_overrides
     return review_case(scaled, result.protocol, overrides or None, **review_options)
 

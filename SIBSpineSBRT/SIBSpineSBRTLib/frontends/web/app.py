@@ -131,8 +131,13 @@ def serve(
     ``cache``: keep built teaching cases in ``teaching.default_cache_dir()`` (they are deterministic)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from ...protocol.model import load_protocol, normalise_level
+
     check_address(host, int(port), allow_remote)
     kind, what = resolve_case(case, variant)
+    loaded_protocol = load_protocol(protocol)  # a bad protocol file or level is said here, before the server starts
+    if level is not None:
+        normalise_level(level)
     if int(port):
         port = int(port)
         check_port(host, port)  # a busy or forbidden port is said here, not as trame's traceback
@@ -151,14 +156,13 @@ def serve(
     sys.argv = sys.argv[:1]
 
     t_start = seconds_since_process_start()
-    from ...protocol.model import load_protocol
     from ...review.teaching import default_cache_dir
     from .ui import InitialCase, WebReview
 
     t_imported = seconds_since_process_start()
     app = WebReview(
         executor,
-        load_protocol(protocol),
+        loaded_protocol,
         InitialCase(kind, what if kind == "teaching" else "dicom", variant, Path(what) if kind == "dicom" else None),
         default_cache_dir() if cache else None,
         level,
@@ -224,6 +228,8 @@ def run(args) -> int:
 
         print(f"cases: {', '.join(CASES)}\nvariants: {', '.join(VARIANTS)}")
         return 0
+    from ...protocol.model import ProtocolError
+
     try:
         serve(
             args.case,
@@ -236,7 +242,7 @@ def run(args) -> int:
             args.protocol,
             not args.no_cache,
         )
-    except ServeError as exc:
+    except (ServeError, ProtocolError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
