@@ -113,8 +113,7 @@ def metrics_dict(result: ReviewResult, input_files: Optional[Mapping[str, str]] 
             for r in result.rows
         ],
         "volumes": {
-            name: {"volume_cc": _round(v.volume_cc), "recipe": v.recipe}
-            for name, v in sorted(result.volumes.items())
+            name: {"volume_cc": _round(v.volume_cc), "recipe": v.recipe} for name, v in sorted(result.volumes.items())
         },
         "messages": list(result.messages),
         "inputs": dict(result.identity),
