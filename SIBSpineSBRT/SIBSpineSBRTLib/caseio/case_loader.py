@@ -28,8 +28,10 @@ itself, fewer than 3 distinct points) is left out, with a message naming it, its
 (``rtstruct_read``).
 
 A structure set, dose or plan on another frame of reference than the planning CT raises
-``FrameOfReferenceError``: it is never overlaid. MR series on another frame are loaded (they are not
-registered to the CT; the message says so). A corrupt file is named in ``messages`` and left out; if it
+``FrameOfReferenceError``: it is never overlaid. MR series on another frame are loaded (not
+registered to the CT, the message says so, unless a rigid DICOM Spatial Registration (REG) in the folder
+relates their frame to the CT's: ``registrations``; a deformable or unrelated REG is named and ignored).
+A corrupt file is named in ``messages`` and left out; if it
 was a slice of the planning CT, the CT's gap is an error that names it.
 """
 
@@ -51,6 +53,7 @@ from .errors import (
     MissingSeriesError,
     RTDoseError,
 )
+from .reg import REG_CLASSES, Registration, RegistrationError, read_registration
 from .rtdose import RTDose, read_rtdose, sum_rtdoses
 from .rtplan import Prescription, read_rtplan
 from .rtstruct_read import RoiContours, StructureSet, read_rtstruct, roi_keys, structure_set_masks
@@ -86,6 +89,7 @@ class DicomCase:
     messages: List[str] = field(default_factory=list)
     dose_problem: str = ""
     plan_problem: str = ""  # an RTPLAN is in the folder but its fractionation could not be read: no pass
+    registrations: List[Registration] = field(default_factory=list)  # rigid REGs relating a frame to the CT's
 
     def case_nodes(self):
         """The ``mrml.case.CaseNodes`` the review code takes (first MR only)."""
@@ -608,6 +612,8 @@ def load_dicom_case(
             if s.series_uid != planning.series_uid and s.modality != "MR":
                 messages.append(f"{s.label()} ({len(s.files)} files) is not the planning CT and was not loaded.")
 
+        registrations = _registrations(scan, ct.frame_of_reference_uid, messages)
+
         # -- into MRML ---------------------------------------------------------------------------------
         sh, study = _subject_hierarchy(mrml_scene, ct.study_uid)
         ct_node = add_volume(mrml_scene, ct.array, ct.geometry, _volume_name(ct, ct.modality))
@@ -624,7 +630,9 @@ def load_dicom_case(
             node.SetAttribute(FRAME_ATTRIBUTE, s.frame_of_reference_uid)
             _place(sh, study, node, s.series_uid)
             mr_nodes.append(node)
-            if s.frame_of_reference_uid != ct.frame_of_reference_uid:
+            if s.frame_of_reference_uid != ct.frame_of_reference_uid and not registration_to_ct(
+                registrations, s.frame_of_reference_uid, ct.frame_of_reference_uid
+            ):
                 messages.append(
                     f"{s.label()} is on another frame of reference than the planning CT: it is not registered to the "
                     "CT and is shown in its own scanner coordinates. Register it before fusing."
@@ -687,7 +695,38 @@ def load_dicom_case(
         scan=scan,
         messages=messages,
         dose_problem=dose_problem,
+        registrations=registrations,
     )
+
+
+def _registrations(scan: DicomScan, ct_frame: str, messages: List[str]) -> List[Registration]:
+    """The rigid REG objects of the folder that relate another frame of reference to the planning CT's; the others
+    (deformable, not rigid, unreadable, or not relating the CT) are named in ``messages`` and ignored."""
+    found = []
+    for f in scan.other:
+        if f.sop_class_uid not in REG_CLASSES:
+            continue
+        try:
+            reg = read_registration(f.path)
+        except RegistrationError as exc:
+            messages.append(f"{exc} The registration is ignored.")
+            continue
+        except (OSError, ValueError) as exc:
+            messages.append(f"{f.path}: the registration could not be read ({exc}); it is ignored.")
+            continue
+        if ct_frame not in reg.frames or len(reg.frames) < 2:
+            messages.append(
+                f"{f.path}: the registration relates frames of reference {', '.join(sorted(reg.frames))}, none of them "
+                f"the planning CT's ({ct_frame}); it is ignored."
+            )
+            continue
+        found.append(reg)
+    return found
+
+
+def registration_to_ct(registrations: List[Registration], frame: str, ct_frame: str) -> Optional[Registration]:
+    """The first registration relating ``frame`` to ``ct_frame``."""
+    return next((r for r in registrations if r.relates(frame, ct_frame)), None)
 
 
 def warn_messages(case: DicomCase) -> None:

@@ -239,10 +239,13 @@ def export_case(
     prescription_gy: float = 30.0,
     fractions: int = 5,
     mr: Sequence = (),
+    mr_to_ct: Optional[np.ndarray] = None,
 ) -> Dict[str, object]:
     """Write ``case`` (ct, ct_geometry, dose_gy, dose_geometry, level, name) with ``structures`` (name -> Mask on
     the CT grid) under ``folder``: CT/, MR<n>/ (``mr``: (array, geometry, description) each, on their own frame
-    of reference), RTSTRUCT.dcm, RTPLAN.dcm (labelled "SIB level <L>") and RTDOSE.dcm."""
+    of reference), RTSTRUCT.dcm, RTPLAN.dcm (labelled "SIB level <L>") and RTDOSE.dcm. With ``mr_to_ct`` (4x4 RAS,
+    MR-frame points to CT-frame points) the MR series share one frame of reference and REG.dcm, a rigid
+    Spatial Registration, relates it to the CT's."""
     from .dicom_image import read_image_series
     from .dicom_scan import scan_folder
     from .rtstruct_write import RoiToWrite, default_interpreted_type, write_rtstruct
@@ -252,8 +255,16 @@ def export_case(
     from pydicom.uid import generate_uid
 
     write_image_series(folder / "CT", case.ct, case.ct_geometry, study, "CT", 1, "Planning CT")
+    mr_frame = generate_uid() if mr_to_ct is not None else None
     for n, (array, geometry, description) in enumerate(mr, start=1):
-        write_image_series(folder / f"MR{n}", array, geometry, study, "MR", 10 + n, description, generate_uid())
+        write_image_series(
+            folder / f"MR{n}", array, geometry, study, "MR", 10 + n, description, mr_frame or generate_uid()
+        )
+    reg = None
+    if mr_to_ct is not None and mr:
+        from .reg import ras_to_lps, write_registration
+
+        reg = write_registration(folder / "REG.dcm", study, study.frame_uid, mr_frame, ras_to_lps(mr_to_ct))
     scan = scan_folder(folder / "CT")
     ct_series = read_image_series(next(iter(scan.series.values())), scan)
     colors = colors or {}
@@ -275,4 +286,7 @@ def export_case(
         f"{case.name}: SIB spine SBRT, level {case.level}",
     )
     rd = write_rtdose(folder / "RTDOSE.dcm", case.dose_gy, case.dose_geometry, study, plan_uid)
-    return {"folder": folder, "ct": folder / "CT", "rtstruct": rs, "rtplan": folder / "RTPLAN.dcm", "rtdose": rd}
+    written = {"folder": folder, "ct": folder / "CT", "rtstruct": rs, "rtplan": folder / "RTPLAN.dcm", "rtdose": rd}
+    if reg is not None:
+        written["reg"] = reg
+    return written

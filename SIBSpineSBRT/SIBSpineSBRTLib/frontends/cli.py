@@ -142,8 +142,8 @@ def _export_demo_dicom(args) -> None:
     case = build_teaching_case(args.case, args.variant, args.seed)
     masks = {n: Mask(m, case.ct_geometry, n) for n, m in case.segments.items()}
     mr = [(case.mr_t1, case.mr_geometry, "MR T1"), (case.mr_t2, case.mr_geometry, "MR T2")]
-    written = export_case(args.export_dicom, case, masks, case.colors, mr=mr)
-    print(f"Wrote the case as DICOM (CT, MR, RTSTRUCT, RTPLAN, RTDOSE) under {Path(written['folder']).resolve()}")
+    written = export_case(args.export_dicom, case, masks, case.colors, mr=mr, mr_to_ct=case.mr_to_ct)
+    print(f"Wrote the case as DICOM (CT, MR, REG, RTSTRUCT, RTPLAN, RTDOSE) under {Path(written['folder']).resolve()}")
 
 
 def _load_dose(ctx, path, unit):

@@ -39,12 +39,27 @@ def case_level(case, level: Optional[str]) -> str:
 
 
 def mr_for_fusion(case) -> Tuple[Optional[object], Optional[np.ndarray]]:
-    """The first MR that shares the planning CT's frame of reference, with its MR->CT transform (identity);
-    (None, None) when no MR is registered to the CT."""
+    """The first MR that shares the planning CT's frame of reference, with its MR->CT transform (identity); else
+    the first MR whose frame a rigid REG of the folder relates to the CT's, with the REG's transform (4x4 RAS,
+    MR-frame points to CT-frame points; a message says so); (None, None) when no MR is registered to the CT."""
+    from ..caseio.case_loader import registration_to_ct
+    from ..caseio.reg import lps_to_ras
+
     ct_frame = case.ct.GetAttribute(FRAME_ATTRIBUTE)
     for node in case.mr:
         if ct_frame and node.GetAttribute(FRAME_ATTRIBUTE) == ct_frame:
             return node, np.eye(4)
+    for node in case.mr:
+        frame = node.GetAttribute(FRAME_ATTRIBUTE)
+        reg = registration_to_ct(getattr(case, "registrations", None) or [], frame, ct_frame) if ct_frame else None
+        if reg is not None:
+            note = (
+                f"MR series {node.GetName()} is on another frame of reference than the planning CT; it is placed on "
+                f"the CT through the DICOM registration {reg.name} (rigid)."
+            )
+            if note not in case.messages:
+                case.messages.append(note)
+            return node, lps_to_ras(reg.transform(frame, ct_frame))
     return None, None
 
 
@@ -92,6 +107,7 @@ def review_dicom_case(
 
     source = "given" if level else "RTPLAN label"
     result.identity = case_identity(case, level_source=f"{result.level} ({source})")
+    mr_for_fusion(case)  # says how an MR on another frame is placed (through a REG) among the case's messages
     notes = list(case.messages) + dose_grid_warnings(result.identity)
     result.messages = notes + [m for m in result.messages if m not in notes]
     return result
