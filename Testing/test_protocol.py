@@ -226,3 +226,13 @@ def test_role_table_rows(protocol):
     assert rows["SacralCanal"] is None  # needed at sacral levels, listed so it can be mapped
     mapped = {role: chosen for role, chosen, _ in role_choices(protocol, names, {"ThecalSac": "Canal_Spinal"})}
     assert mapped["ThecalSac"] == "Canal_Spinal" and mapped["SpinalCanal"] == "Canal_Spinal"
+
+
+@pytest.mark.parametrize("field", ["constraints", "trial_results", "reference_doses", "prescription"])
+def test_a_bad_metric_anywhere_is_a_protocol_error(field):
+    """Every metric name in a protocol file is checked with the file and field named (never an internal error)."""
+    data = json.loads((MODULE_DIR / "Resources" / "Protocols" / "mitsuyoshi2025.json").read_text())
+    item = data[field] if field == "prescription" else data[field][0]
+    item["metric"] = "D150%"
+    with pytest.raises(ProtocolError, match=rf"edited\.json\.{field}.*metric"):
+        parse_protocol(data, "edited.json")

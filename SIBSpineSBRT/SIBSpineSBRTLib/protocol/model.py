@@ -370,6 +370,14 @@ def shipped_checksums() -> Dict[str, str]:
     return {parts[1]: parts[0] for parts in (line.split() for line in lines) if len(parts) == 2}
 
 
+def _metric(name: str, where: str):
+    """The parsed metric, or a ProtocolError naming the field (never an uncaught DVH error)."""
+    try:
+        return parse_metric(name)
+    except ValueError as exc:
+        raise ProtocolError(f"{where}.metric: {exc}") from None
+
+
 def _req(data: dict, key: str, kind, where: str):
     if key not in data:
         raise ProtocolError(f"{where}: missing '{key}'.")
@@ -448,10 +456,7 @@ def parse_protocol(data: dict, where: str = "protocol") -> Protocol:
         if structure not in structures:
             raise ProtocolError(f"{w}.structure '{structure}' is not declared under 'structures'.")
         metric = _req(c, "metric", str, w)
-        try:
-            spec = parse_metric(metric)
-        except ValueError as exc:
-            raise ProtocolError(f"{w}.metric: {exc}") from None
+        spec = _metric(metric, w)
         unit = c.get("unit", spec.unit)
         scale = 1.0
         if unit == "%Rx":
@@ -501,7 +506,7 @@ def parse_protocol(data: dict, where: str = "protocol") -> Protocol:
         w = f"{where}.trial_results[{n}]"
         if not isinstance(t, dict) or _req(t, "structure", str, w) not in structures:
             raise ProtocolError(f"{w}: an object whose structure is declared under 'structures'.")
-        parse_metric(_req(t, "metric", str, w))
+        _metric(_req(t, "metric", str, w), w)
         lo, med, hi = (float(_req(t, k, (int, float), w)) for k in ("min", "median", "max"))
         if not lo <= med <= hi:
             raise ProtocolError(f"{w}: needs min <= median <= max; got {lo}, {med}, {hi}.")
@@ -511,7 +516,7 @@ def parse_protocol(data: dict, where: str = "protocol") -> Protocol:
         w = f"{where}.reference_doses[{n}]"
         if not isinstance(r, dict) or _req(r, "structure", str, w) not in structures:
             raise ProtocolError(f"{w}: an object whose structure is declared under 'structures'.")
-        parse_metric(_req(r, "metric", str, w))
+        _metric(_req(r, "metric", str, w), w)
         references.append(
             ReferenceDose(
                 r["structure"],
@@ -525,7 +530,7 @@ def parse_protocol(data: dict, where: str = "protocol") -> Protocol:
     if target not in structures:
         raise ProtocolError(f"{where}.prescription.structure '{target}' is not declared under 'structures'.")
     rx_metric = _req(rx, "metric", str, f"{where}.prescription")
-    parse_metric(rx_metric)
+    _metric(rx_metric, f"{where}.prescription")
     return Protocol(
         id=str(_req(data, "id", str, where)),
         name=str(_req(data, "name", str, where)),
